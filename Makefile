@@ -1,0 +1,27 @@
+# `make repro` installs everything and runs the whole pipeline; `make test` installs everything and runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+# Stage commands in dvc.yaml call `python`; this makes it the project's interpreter.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install repro test benchmark lock
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+repro: install
+	dvc repro
+
+test: install
+	python -m pytest
+
+# Re-pin requirements.txt after editing requirements.in.
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.in
+	(echo "# Generated from requirements.in by: make lock"; $(BIN)/pip freeze --exclude-editable) > requirements.txt

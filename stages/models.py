@@ -1,0 +1,54 @@
+"""Model builders, chosen by `train.model`. Every model takes raw uint8 pixels."""
+import keras
+from keras import layers
+
+INPUT_SHAPE = (32, 32, 3)
+
+
+def normalized_input(name="image"):
+    """uint8 image input followed by the tutorial's normalisation x/255 - 0.5."""
+    inputs = keras.Input(INPUT_SHAPE, dtype="uint8", name=name)
+    return inputs, layers.Rescaling(1 / 255, offset=-0.5, name="normalize")(inputs)
+
+
+def seed_cnn(num_classes=10):
+    """The tutorial's CNN, layer for layer (1,084,234 trainable parameters for 10 classes)."""
+    inputs, x = normalized_input()
+    counters = {}
+
+    def add(layer_cls, *args, **kwargs):
+        # Names as in the tutorial's summary: conv2d_1, leaky_re_lu_1, ...
+        base = {"Conv2D": "conv2d", "LeakyReLU": "leaky_re_lu", "MaxPooling2D": "max_pooling2d",
+                "Dropout": "dropout", "Flatten": "flatten", "Dense": "dense", "Activation": "activation"}[
+            layer_cls.__name__
+        ]
+        counters[base] = counters.get(base, 0) + 1
+        return layer_cls(*args, name=f"{base}_{counters[base]}", **kwargs)
+
+    x = add(layers.Conv2D, 16, 3, padding="same")(x)
+    x = add(layers.LeakyReLU, 0.1)(x)
+    x = add(layers.Conv2D, 32, 3, padding="same")(x)
+    x = add(layers.LeakyReLU, 0.1)(x)
+    x = add(layers.MaxPooling2D, 2)(x)
+    x = add(layers.Dropout, 0.25)(x)
+    x = add(layers.Conv2D, 32, 3, padding="same")(x)
+    x = add(layers.LeakyReLU, 0.1)(x)
+    x = add(layers.Conv2D, 64, 3, padding="same")(x)
+    x = add(layers.LeakyReLU, 0.1)(x)
+    x = add(layers.MaxPooling2D, 2)(x)
+    x = add(layers.Dropout, 0.25)(x)
+    x = add(layers.Flatten)(x)
+    x = add(layers.Dense, 256)(x)
+    x = add(layers.LeakyReLU, 0.1)(x)
+    x = add(layers.Dropout, 0.5)(x)
+    x = add(layers.Dense, num_classes)(x)
+    x = add(layers.LeakyReLU, 0.1)(x)
+    outputs = add(layers.Activation, "softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="seed_cnn")
+
+
+MODELS = {"seed_cnn": seed_cnn}
+
+
+def build_model(name, num_classes):
+    return MODELS[name](num_classes)
