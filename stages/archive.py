@@ -4,6 +4,9 @@ Nothing is extracted to disk. Members that are absolute, contain '..', are
 links or devices are refused, and declared sizes are bounded before anything
 is read, so a decompression bomb stops before it fills memory or disk.
 """
+import bz2
+import gzip
+import lzma
 import os
 import tarfile
 import zlib
@@ -26,6 +29,31 @@ def check_member_name(name, archive):
     return "/".join(part for part in posix.parts if part not in ("", "."))
 
 
+_OPENERS = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
+_END_OF_ARCHIVE = b"\0" * 1024  # a tar ends with two zero blocks
+
+
+def check_complete(path):
+    """Raise PipelineError unless the (possibly compressed) tar stream is whole.
+
+    tarfile stops quietly at a cut that falls between members, so truncation is
+    checked on its own: the compressed stream must end properly and the tar must
+    end with its end-of-archive blocks.
+    """
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    opener = next((op for prefix, op in _OPENERS.items() if magic.startswith(prefix)), open)
+    tail = b""
+    try:
+        with opener(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                tail = (tail + chunk)[-len(_END_OF_ARCHIVE) :]
+    except (EOFError, OSError, zlib.error, lzma.LZMAError) as err:
+        raise PipelineError(f"{path}: archive is truncated or corrupt: {err}") from err
+    if tail != _END_OF_ARCHIVE:
+        raise PipelineError(f"{path}: archive is truncated (no end-of-archive marker)")
+
+
 def iter_archive_files(path, wanted=lambda name: True):
     """Yield (name, bytes) for each regular file of a tar archive (any compression).
 
@@ -35,6 +63,9 @@ def iter_archive_files(path, wanted=lambda name: True):
     total = 0
     count = 0
     try:
+        if not tarfile.is_tarfile(path):
+            raise PipelineError(f"{path}: not a tar archive (plain, .gz, .bz2 or .xz)")
+        check_complete(path)
         with tarfile.open(path, mode="r|*") as tar:
             for member in tar:
                 count += 1

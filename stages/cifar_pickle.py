@@ -10,7 +10,15 @@ import numpy as np
 
 from stages.errors import PipelineError
 
+def _latin1_encode(text, encoding="latin1"):
+    """Python 3's protocol-2 pickles store bytes as _codecs.encode(text, 'latin1'); allow only that."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
 _ALLOWED_GLOBALS = {
+    ("_codecs", "encode"): _latin1_encode,
     ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
     ("numpy", "ndarray"): np.ndarray,

@@ -4,7 +4,7 @@ Two layouts are understood:
 - the official CIFAR-10 Python archive: `cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`;
 - image folders: `train/<class>/*.{png,jpg,jpeg}` and `test/<class>/*...`, optionally
   under one top-level folder. Images of any mode or size are converted to RGB and
-  resized to 32x32 (bilinear with antialiasing); class names are the folder names.
+  resized to 32x32 (area-averaged when shrinking, bilinear when enlarging); class names are the folder names.
 """
 import io
 import re
@@ -130,5 +130,7 @@ def decode_image(data, source):
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise PipelineError(f"{source}: cannot decode image: {err}") from err
     if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
-        rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR, reducing_gap=None)
+        # Area averaging when shrinking (no aliasing), bilinear when enlarging.
+        shrinking = rgb.size[0] > IMAGE_SIZE or rgb.size[1] > IMAGE_SIZE
+        rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8)

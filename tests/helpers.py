@@ -1,0 +1,65 @@
+"""Shared test helpers: tiny prepared workspaces and running stages as real processes."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from stages.preprocess import preprocess
+from tests.conftest import PROJECT, set_params
+from tests.datagen import write_cifar_archive
+
+TINY_TRAIN = {"epochs": 2, "batch_size": 16, "learning_rate": 0.005, "lr_decay": 0.9, "seed": 7}
+
+
+def prepare_workspace(path, train_images=100, test_images=40, **train_params):
+    """params.yaml + data/prepared/ from a generated CIFAR archive, in `path`."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
+    archive = path / "cifar.tar.gz"
+    write_cifar_archive(archive, train_per_batch=max(train_images // 5, 10), test=max(test_images, 10))
+    params = set_params(
+        path,
+        fetch={"source": str(archive)},
+        preprocess={"max_train_images": train_images, "max_test_images": test_images},
+        train={**TINY_TRAIN, **train_params},
+    )
+    preprocess(archive, path / "data/prepared", params["preprocess"], path / "reports/figures/samples.png",
+               progress=lambda m: None)
+    return params
+
+
+def stage_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(PROJECT)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def run_stage_process(stage, cwd, check=True, timeout=300):
+    result = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}"], cwd=cwd, env=stage_env(), capture_output=True, text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"stage {stage} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def start_stage_process(stage, cwd):
+    return subprocess.Popen(
+        [sys.executable, "-m", f"stages.{stage}"], cwd=cwd, env=stage_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for(predicate, process, timeout=240, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if process.poll() is not None:
+            return predicate()
+        time.sleep(interval)
+    return False

@@ -1,0 +1,93 @@
+import io
+import tarfile
+
+import pytest
+
+from stages.archive import MAX_MEMBER_BYTES, iter_archive_files, iter_directory_files
+from stages.errors import PipelineError
+
+
+def make_tar(path, members, mode="w"):
+    """members: (TarInfo, bytes or None) pairs."""
+    with tarfile.open(path, mode) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def file_member(name, data=b"x"):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def link_member(name, target, kind):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info, None
+
+
+def read_all(path):
+    return dict(iter_archive_files(path))
+
+
+def test_reads_regular_files_and_directories(tmp_path):
+    folder = tarfile.TarInfo("train")
+    folder.type = tarfile.DIRTYPE
+    path = make_tar(tmp_path / "a.tar.gz", [(folder, None), file_member("train/a.png", b"abc")], "w:gz")
+    assert read_all(path) == {"train/": None, "train/a.png": b"abc"}
+
+
+@pytest.mark.parametrize(
+    "member, message",
+    [
+        (file_member("/etc/passwd"), "absolute path"),
+        (file_member("../escape.txt"), "contains '..'"),
+        (file_member("train/../../escape.txt"), "contains '..'"),
+        (link_member("train/cat/link.png", "/etc/passwd", tarfile.SYMTYPE), "is a link"),
+        (link_member("train/cat/hard.png", "../../outside", tarfile.LNKTYPE), "is a link"),
+        (link_member("train/dev", "", tarfile.CHRTYPE), "not a regular file"),
+    ],
+)
+def test_hostile_members_are_refused(tmp_path, member, message):
+    path = make_tar(tmp_path / "bad.tar", [file_member("ok.txt"), member])
+    with pytest.raises(PipelineError, match=message):
+        read_all(path)
+    assert not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_decompression_bomb_stops_before_reading(tmp_path):
+    # A member that declares more than the limit: refused from its header, nothing read.
+    info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+    info.size = MAX_MEMBER_BYTES + 1
+    path = tmp_path / "bomb.tar"
+    with open(path, "wb") as f:
+        f.write(info.tobuf())
+        f.write(b"\0" * 4096)  # far less data than declared: a bomb or a truncated file alike
+    with pytest.raises(PipelineError, match="exceeds the limit"):
+        read_all(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not an archive at all" * 10])
+def test_not_an_archive(tmp_path, content):
+    path = tmp_path / "junk.tar.gz"
+    path.write_bytes(content)
+    with pytest.raises(PipelineError, match="not a tar archive"):
+        read_all(path)
+
+
+def test_truncated_archive(tmp_path):
+    path = make_tar(tmp_path / "t.tar.gz", [file_member(f"f{i}", bytes(range(256)) * 40) for i in range(20)], "w:gz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PipelineError, match="truncated"):
+        read_all(path)
+
+
+def test_directory_with_symlink_is_refused(tmp_path):
+    (tmp_path / "d/train/cat").mkdir(parents=True)
+    (tmp_path / "d/train/cat/a.png").write_bytes(b"a")
+    (tmp_path / "d/train/cat/b.png").symlink_to("/etc/passwd")
+    with pytest.raises(PipelineError, match="symbolic link"):
+        dict(iter_directory_files(tmp_path / "d"))

@@ -1,0 +1,81 @@
+import pytest
+import yaml
+
+from stages import fetch, preprocess
+from stages.errors import run_stage
+from stages.params import MODEL_NAMES, load_params
+from tests.conftest import PROJECT, set_params
+
+
+def run_and_capture(main, capsys):
+    code = run_stage(main)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_project_params_are_valid():
+    params = load_params(PROJECT / "params.yaml")
+    assert params["train"]["model"] == "seed_cnn"
+    assert params["train"]["epochs"] == 10 and params["train"]["batch_size"] == 32
+    assert params["train"]["learning_rate"] == 0.005 and params["train"]["lr_decay"] == 0.9
+
+
+def test_model_names_match_registry():
+    from stages.models import MODELS
+
+    assert set(MODEL_NAMES) == set(MODELS)
+
+
+@pytest.mark.parametrize(
+    "section, values, expected",
+    [
+        ("train", {"epochs": 0}, "train.epochs is 0; allowed: an integer >= 1"),
+        ("train", {"epochs": -3}, "train.epochs is -3"),
+        ("train", {"batch_size": "32"}, "train.batch_size is '32' (str)"),
+        ("train", {"epochs": 2.5}, "train.epochs is 2.5 (float)"),
+        ("train", {"epochs": True}, "train.epochs is True"),
+        ("train", {"model": "resnet"}, "train.model is 'resnet'; allowed: one of seed_cnn"),
+        ("train", {"learning_rate": 0}, "train.learning_rate is 0; allowed: a number > 0"),
+        ("train", {"lr_decay": 1.5}, "train.lr_decay is 1.5"),
+        ("preprocess", {"max_train_images": 0}, "preprocess.max_train_images is 0"),
+        ("fetch", {"checksum": "md5:xyz"}, "fetch.checksum is 'md5:xyz'"),
+        ("evaluate", {"batch_size": None}, "evaluate.batch_size must not be null"),
+    ],
+)
+def test_bad_values_stop_with_one_line_naming_the_key(workspace, capsys, section, values, expected):
+    set_params(workspace, **{section: values})
+    code, err = run_and_capture(preprocess.main, capsys)
+    assert code == 2
+    assert err.count("\n") == 0
+    assert expected in err
+
+
+def test_unknown_key_suggests_nearest(workspace, capsys):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["train"]["epoch"] = params["train"].pop("epochs")
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
+    code, err = run_and_capture(fetch.main, capsys)
+    assert code == 2
+    assert "unknown key train.epoch; did you mean 'epochs'?" in err
+
+
+def test_missing_section_and_unparsable_yaml(workspace, capsys):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    del params["evaluate"]
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
+    code, err = run_and_capture(fetch.main, capsys)
+    assert (code, err) == (2, "error: params.yaml: missing section 'evaluate'")
+
+    (workspace / "params.yaml").write_text("train: [epochs: 3\n")
+    code, err = run_and_capture(fetch.main, capsys)
+    assert code == 2 and "YAML does not parse at line" in err and "\n" not in err
+
+
+def test_bad_param_leaves_earlier_outputs_untouched(workspace, capsys):
+    out = workspace / "data" / "raw" / "dataset"
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"good earlier output")
+    set_params(workspace, fetch={"retries": 0})
+    code, err = run_and_capture(fetch.main, capsys)
+    assert code == 2 and "fetch.retries is 0" in err
+    assert out.read_bytes() == b"good earlier output"

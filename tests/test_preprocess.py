@@ -1,0 +1,144 @@
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stages.datasets import decode_image, read_dataset
+from stages.errors import PipelineError
+from stages.preprocess import balanced_subset, normalized_stats, preprocess
+from tests.datagen import CLASSES, cifar_batch_bytes, encode_image, write_cifar_archive, write_image_folder_archive
+
+PARAMS = {"max_train_images": None, "max_test_images": None, "seed": 0}
+
+
+def test_cifar_archive_round_trips(tmp_path):
+    x_train, y_train, x_test, y_test = write_cifar_archive(tmp_path / "c.tar.gz")
+    data = read_dataset(tmp_path / "c.tar.gz")
+    assert data.classes == CLASSES
+    np.testing.assert_array_equal(data.x_train, x_train)
+    np.testing.assert_array_equal(data.y_train, y_train)
+    np.testing.assert_array_equal(data.x_test, x_test)
+    np.testing.assert_array_equal(data.y_test, y_test)
+
+
+@pytest.mark.parametrize("prefix", ["", "cifar10/"])
+def test_image_folder_archive_round_trips(tmp_path, prefix):
+    x_train, y_train, x_test, y_test = write_image_folder_archive(tmp_path / "f.tar.gz", prefix=prefix)
+    data = read_dataset(tmp_path / "f.tar.gz", progress=lambda msg: None)
+    assert data.classes == sorted(CLASSES)
+    np.testing.assert_array_equal(data.x_train, x_train)
+    np.testing.assert_array_equal(data.y_train, y_train)
+    np.testing.assert_array_equal(data.x_test, x_test)
+
+
+def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = pickle.dumps({b"data": Exploit(), b"labels": []}, protocol=2)
+    write_cifar_archive(tmp_path / "evil.tar.gz", batch_override={"data_batch_3": evil})
+    with pytest.raises(PipelineError, match=r"data_batch_3: not a valid CIFAR-10 pickle: refused to load global"):
+        read_dataset(tmp_path / "evil.tar.gz")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ({b"data": np.zeros((4, 100), np.uint8), b"labels": [0, 1, 2, 3]}, r"shape \(N, 3072\)"),
+        ({b"data": np.zeros((4, 3072), np.float32), b"labels": [0, 1, 2, 3]}, "uint8"),
+        ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 10]}, r"labels must be in 0..9"),
+        ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1]}, "2 labels for 4 images"),
+        ({b"labels": [0]}, "missing key 'data'"),
+        ([1, 2, 3], "expected a pickled dict"),
+    ],
+)
+def test_malformed_batches(tmp_path, batch, message):
+    write_cifar_archive(tmp_path / "bad.tar.gz", batch_override={"test_batch": pickle.dumps(batch, protocol=2)})
+    with pytest.raises(PipelineError, match=message):
+        read_dataset(tmp_path / "bad.tar.gz")
+
+
+def test_missing_cifar_member(tmp_path):
+    import tarfile
+
+    write_cifar_archive(tmp_path / "c.tar.gz")
+    with tarfile.open(tmp_path / "c.tar.gz") as src, tarfile.open(tmp_path / "partial.tar", "w") as dst:
+        for member in src.getmembers():
+            if not member.name.endswith("data_batch_5"):
+                dst.addfile(member, src.extractfile(member))
+    with pytest.raises(PipelineError, match="lacks data_batch_5"):
+        read_dataset(tmp_path / "partial.tar")
+
+
+def test_images_of_any_mode_and_size_become_32x32_rgb():
+    rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    for mode in ("L", "RGBA", "CMYK", "P"):
+        fmt = "JPEG" if mode == "CMYK" else "PNG"
+        out = decode_image(encode_image(rgb, fmt, mode), "x")
+        assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    gray = decode_image(encode_image(rgb, "PNG", "L"), "x")
+    assert (gray[..., 0] == gray[..., 1]).all()
+    big = np.kron(rgb, np.ones((2, 2, 1), np.uint8))  # 64x64, each pixel doubled
+    np.testing.assert_allclose(decode_image(encode_image(big), "x").astype(int), rgb.astype(int), atol=1)
+
+
+def test_undecodable_image_names_the_member(tmp_path):
+    write_image_folder_archive(tmp_path / "f.tar", extra={"train/cat/broken.png": b"\x89PNG\r\n\x1a\nnot really"})
+    with pytest.raises(PipelineError, match=r"train/cat/broken.png: cannot decode image"):
+        read_dataset(tmp_path / "f.tar", progress=lambda msg: None)
+
+
+def test_class_folders_must_agree(tmp_path):
+    write_image_folder_archive(tmp_path / "f.tar", extra={"train/unicorn/0.png": encode_image(np.zeros((32, 32, 3), np.uint8))})
+    with pytest.raises(PipelineError, match=r"class folders differ.*only in train: \['unicorn'\]"):
+        read_dataset(tmp_path / "f.tar", progress=lambda msg: None)
+
+
+def test_no_dataset_layout(tmp_path):
+    write_image_folder_archive(tmp_path / "f.tar", train=0, test=0, extra={"notes/readme.png": b"x"})
+    with pytest.raises(PipelineError, match="no dataset found"):
+        read_dataset(tmp_path / "f.tar")
+
+
+@pytest.mark.parametrize("max_images", [1, 7, 10, 25, 33])
+def test_balanced_subset(max_images):
+    labels = np.repeat(np.arange(10), 5)
+    index = balanced_subset(labels, max_images, np.random.default_rng(0))
+    counts = np.bincount(labels[index], minlength=10)
+    assert len(index) == min(max_images, 50)
+    assert counts.max() - counts.min() <= 1
+    assert len(set(index)) == len(index) and (np.diff(index) > 0).all()
+
+
+def test_balanced_subset_all():
+    labels = np.arange(20) % 10
+    np.testing.assert_array_equal(balanced_subset(labels, None, np.random.default_rng(0)), np.arange(20))
+
+
+def test_normalized_stats_match_tutorial_formula():
+    images = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    normalized = images / 255 - 0.5
+    stats = normalized_stats(images)
+    assert stats["mean"] == pytest.approx(np.mean(normalized))
+    assert stats["std"] == pytest.approx(np.std(normalized))
+
+
+def test_preprocess_writes_arrays_classes_and_samples(tmp_path):
+    write_cifar_archive(tmp_path / "c.tar.gz", train_per_batch=10, test=20)
+    params = {**PARAMS, "max_train_images": 30, "max_test_images": 10}
+    preprocess(tmp_path / "c.tar.gz", tmp_path / "prepared", params, tmp_path / "samples.png", progress=lambda m: None)
+    x_train = np.load(tmp_path / "prepared/x_train.npy")
+    y_train = np.load(tmp_path / "prepared/y_train.npy")
+    assert x_train.shape == (30, 32, 32, 3) and x_train.dtype == np.uint8
+    assert np.bincount(y_train, minlength=10).tolist() == [3] * 10
+    assert np.load(tmp_path / "prepared/x_test.npy").shape == (10, 32, 32, 3)
+    assert json.loads((tmp_path / "prepared/classes.json").read_text()) == CLASSES
+    with Image.open(tmp_path / "samples.png") as image:
+        assert image.format == "PNG" and image.size[0] > 800

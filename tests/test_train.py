@@ -1,0 +1,122 @@
+import signal
+
+import keras
+import numpy as np
+import pytest
+
+from stages import resume
+from stages.models import build_model
+from stages.train import lr_schedule, train, training_batches
+from tests.helpers import prepare_workspace, run_stage_process, start_stage_process, wait_for
+
+
+def test_seed_cnn_is_the_tutorials_network():
+    model = build_model("seed_cnn", 10)
+    assert model.count_params() == 1_084_234
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 1_084_234
+    kinds = [type(layer).__name__ for layer in model.layers[2:]]
+    assert kinds == [
+        "Conv2D", "LeakyReLU", "Conv2D", "LeakyReLU", "MaxPooling2D", "Dropout",
+        "Conv2D", "LeakyReLU", "Conv2D", "LeakyReLU", "MaxPooling2D", "Dropout",
+        "Flatten", "Dense", "LeakyReLU", "Dropout", "Dense", "LeakyReLU", "Activation",
+    ]
+    assert [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)] == [16, 32, 32, 64]
+
+
+def test_model_normalises_raw_pixels_like_the_tutorial():
+    model = build_model("seed_cnn", 10)
+    pixels = np.array([[[[0, 51, 255]]]], dtype=np.uint8)
+    normalized = model.get_layer("normalize")(pixels)
+    np.testing.assert_allclose(np.asarray(normalized), pixels / 255 - 0.5, atol=1e-6)
+
+
+def test_lr_schedule_is_the_tutorials():
+    schedule = lr_schedule(0.005, 0.9)
+    assert [round(schedule(e), 10) for e in range(3)] == [0.005, 0.0045, 0.00405]
+
+
+def test_training_batches_cover_each_epoch_once_in_a_seeded_order():
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 32, 32, 3), np.uint8)
+    y = keras.utils.to_categorical(np.arange(10) % 3, 3)
+    batches = [b[0][:, 0, 0, 0].numpy().tolist() for b in training_batches(x, y, 4, seed=1, first_epoch=0, epochs=2)]
+    assert [len(b) for b in batches] == [4, 4, 2, 4, 4, 2]
+    first, second = sum(batches[:3], []), sum(batches[3:], [])
+    assert sorted(first) == sorted(second) == list(range(10))
+    assert first != second  # reshuffled each epoch
+    resumed = [b[0][:, 0, 0, 0].numpy().tolist() for b in training_batches(x, y, 4, seed=1, first_epoch=1, epochs=2)]
+    assert resumed == batches[3:]
+
+
+def weights_of(path):
+    return keras.models.load_model(path).get_weights()
+
+
+def assert_same_weights(a, b):
+    assert len(a) == len(b)
+    for wa, wb in zip(a, b):
+        np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path):
+    """SIGKILL the real train stage right after its first checkpoint; the rerun resumes and matches."""
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    for workspace in (reference, resumed):
+        prepare_workspace(workspace, epochs=3)
+    run_stage_process("train", reference)
+
+    process = start_stage_process("train", resumed)
+    first = lambda: any((resumed / ".train_state").glob("*/epoch-0001.keras"))  # noqa: E731
+    assert wait_for(first, process), "no checkpoint appeared"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (resumed / "models/model.keras").exists()
+
+    result = run_stage_process("train", resumed)
+    assert "resuming from" in result.stdout
+    assert_same_weights(weights_of(resumed / "models/model.keras"), weights_of(reference / "models/model.keras"))
+    for tsv in ("train/loss.tsv", "eval/accuracy.tsv"):
+        a = (resumed / "reports/train/plots/metrics" / tsv).read_text()
+        b = (reference / "reports/train/plots/metrics" / tsv).read_text()
+        assert a == b and len(a.splitlines()) == 4  # header + 3 epochs, same values
+    assert not any((resumed / ".train_state").iterdir())  # state removed after success
+
+
+def test_changed_params_never_resume_from_other_state(tmp_path):
+    params = prepare_workspace(tmp_path, epochs=2)
+    data_files = sorted((tmp_path / "data/prepared").glob("*.npy"))
+    code = [resume.__file__]
+    key = resume.run_key(params["train"], data_files, code)
+    assert key == resume.run_key(dict(params["train"]), data_files, code)
+    assert key != resume.run_key({**params["train"], "learning_rate": 0.001}, data_files, code)
+    assert key != resume.run_key({**params["train"], "epochs": 3}, data_files, code)
+    np.save(data_files[0], np.load(data_files[0])[:-1])
+    assert key != resume.run_key(params["train"], data_files, code)
+
+
+def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, monkeypatch):
+    params = prepare_workspace(tmp_path, epochs=2)
+    monkeypatch.chdir(tmp_path)
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Crash
+
+    state_root = tmp_path / "state"
+    with pytest.raises(Crash):
+        train(params["train"], model_file=tmp_path / "crashed.keras", state_root=state_root,
+              callbacks=[CrashAfterFirstEpoch()])
+    done, _, history = resume.latest_checkpoint(next(state_root.iterdir()))
+    assert done == 1 and len(history["loss"]) == 1
+    _, resumed_history = train(params["train"], model_file=tmp_path / "resumed.keras", state_root=state_root)
+    _, fresh_history = train(params["train"], model_file=tmp_path / "fresh.keras", state_root=tmp_path / "other")
+    assert resumed_history == fresh_history
+    assert_same_weights(weights_of(tmp_path / "resumed.keras"), weights_of(tmp_path / "fresh.keras"))
+
+
+def test_checkpoint_without_history_is_ignored(tmp_path):
+    (tmp_path / "epoch-0002.keras").write_bytes(b"half written")
+    assert resume.latest_checkpoint(tmp_path) == (0, None, {})
