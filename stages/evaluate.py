@@ -6,19 +6,17 @@ template, and the tutorial's two figures.
 """
 import csv
 import io
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss  # noqa: E402
+import numpy as np
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
 
-from stages.atomic import save_figure, write_json, write_text  # noqa: E402
-from stages.errors import PipelineError, run_stage  # noqa: E402
-from stages.params import load_section  # noqa: E402
-from stages.preprocess import PREPARED_DIR  # noqa: E402
+from stages.atomic import save_figure, write_json, write_text
+from stages.errors import PipelineError, run_stage
+from stages.params import load_section
+from stages.preprocess import PREPARED_DIR
 
 MODEL_FILE = Path("models/model.keras")
 METRICS_FILE = Path("reports/metrics.json")

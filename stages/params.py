@@ -104,9 +104,11 @@ SCHEMA = {
         "seed": non_negative_int(),
     },
     "visualize": {
-        "iterations": positive_int(),
+        "iterations": positive_int("an integer from 1 to 10000", maximum=10_000),
         "step": positive_number(),
         "seed": non_negative_int(),
+        "jitter": Rule((int,), "an integer from 0 to 16 (pixels; 0 = off)", minimum=0, maximum=16),
+        "blur_sigma": Rule((int, float), "a number from 0 to 5 (pixels; 0 = off)", minimum=0, maximum=5),
     },
 }
 

@@ -7,25 +7,20 @@ ends with the same weights as an uninterrupted run.
 """
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the logs
-# oneDNN's fp32 kernels ran this model 1.4x slower than Eigen's on the AVX2-only CPU here
-# (benchmarks/ measures both); set TF_ENABLE_ONEDNN_OPTS=1 to use them anyway.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from stages import resume  # noqa: E402
-from stages.atomic import atomic_path  # noqa: E402
-from stages.errors import run_stage  # noqa: E402
-from stages.models import build_model  # noqa: E402
-from stages.params import load_section  # noqa: E402
-from stages.preprocess import PREPARED_DIR  # noqa: E402
+from stages import resume
+from stages.atomic import atomic_path
+from stages.errors import run_stage
+from stages.models import build_model
+from stages.params import load_section
+from stages.preprocess import PREPARED_DIR
 
 MODEL_FILE = Path("models/model.keras")
 LIVE_DIR = Path("reports/train")

@@ -1,13 +1,12 @@
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-PROJECT = Path(__file__).resolve().parents[1]
+import stages  # noqa: F401  (sets TensorFlow's environment before any test imports it)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -40,6 +40,9 @@ def test_model_names_match_registry():
         ("preprocess", {"max_train_images": 0}, "preprocess.max_train_images is 0"),
         ("fetch", {"checksum": "md5:xyz"}, "fetch.checksum is 'md5:xyz'"),
         ("evaluate", {"batch_size": None}, "evaluate.batch_size must not be null"),
+        ("visualize", {"iterations": 0}, "visualize.iterations is 0; allowed: an integer from 1 to 10000"),
+        ("visualize", {"step": -1.0}, "visualize.step is -1.0; allowed: a number > 0"),
+        ("visualize", {"jitter": 40}, "visualize.jitter is 40; allowed: an integer from 0 to 16"),
     ],
 )
 def test_bad_values_stop_with_one_line_naming_the_key(workspace, capsys, section, values, expected):

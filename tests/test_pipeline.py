@@ -24,7 +24,7 @@ def test_dvc_repro_end_to_end_noop_and_evaluate_only(tmp_path):
     repo = make_repo(tmp_path / "repo", archive, **TINY)
 
     first = repo.dvc("repro")
-    assert ran_stages(first.stdout) == ["fetch", "preprocess", "train", "evaluate"]
+    assert ran_stages(first.stdout) == ["fetch", "preprocess", "train", "evaluate", "visualize"]
     root = repo.path
     assert np.load(root / "data/prepared/x_train.npy").shape == (100, 32, 32, 3)
     assert (root / "models/model.keras").is_file()

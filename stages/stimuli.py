@@ -1,0 +1,132 @@
+"""Maximum stimuli: the input images that most excite each conv filter or class score.
+
+The tutorial's method (gradient ascent on the input, gradient L2-normalised,
+from small random noise, dropout off), run for all filters of a layer at once:
+one batch image per filter, inside one compiled tf.function per layer.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stages.errors import PipelineError
+
+ACTIVATION_LAYERS = (keras.layers.LeakyReLU, keras.layers.ReLU, keras.layers.ELU, keras.layers.Activation)
+# Layers that may stand between a convolution and its activation.
+PASS_THROUGH = (keras.layers.BatchNormalization,)
+CONV_NOISE_SCALE = 0.1  # the tutorial's starting noise: (uniform - 0.5) * 0.1 for conv layers
+DENSE_NOISE_SCALE = 0.001  # ... and * 0.001 for dense outputs
+
+
+def producer(layer):
+    """The layer whose output feeds `layer` (single-input layers), or None."""
+    history = getattr(layer.input, "_keras_history", None)
+    return history.operation if history else None
+
+
+def conv_activation_layers(model):
+    """Activation layers fed by a Conv2D (possibly through BatchNormalization), in model order."""
+    found = []
+    for layer in model.layers:
+        if not isinstance(layer, ACTIVATION_LAYERS) or isinstance(layer.input, list):
+            continue
+        source = producer(layer)
+        while isinstance(source, PASS_THROUGH):
+            source = producer(source)
+        if isinstance(source, keras.layers.Conv2D):
+            found.append(layer)
+    return found
+
+
+def normalized_input(model):
+    """The tensor holding the normalised image (the output of the model's 'normalize' layer)."""
+    try:
+        return model.get_layer("normalize").output
+    except ValueError:
+        raise PipelineError("the model has no 'normalize' layer; cannot take gradients w.r.t. the image") from None
+
+
+def class_score_tensor(model):
+    """The class scores before softmax: the input of a final softmax layer, else the output."""
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Activation) and getattr(last.activation, "__name__", "") == "softmax":
+        return last.input
+    if isinstance(last, keras.layers.Softmax):
+        return last.input
+    return model.output
+
+
+def image_values_to_rgb(x, mean, std):
+    """The tutorial's conversion, completed: standardise to the training inputs' mean and std,
+    undo x/255 - 0.5, clip to bytes. Works on one image or a batch (per image)."""
+    x = np.asarray(x, dtype=np.float64)
+    axes = tuple(range(x.ndim - 3, x.ndim))
+    x = (x - x.mean(axis=axes, keepdims=True)) / (x.std(axis=axes, keepdims=True) + 1e-5) * std + mean
+    x = (x + 0.5) * 255
+    return np.clip(x, 0, 255).astype("uint8")
+
+
+def _gaussian_kernel(sigma):
+    radius = max(1, int(np.ceil(2 * sigma)))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    kernel = np.outer(taps, taps)[:, :, None, None] * np.eye(3)[None, None, :, :]
+    return tf.constant(kernel, tf.float32)
+
+
+def make_objective(submodel):
+    """(images, targets) -> per-image mean activation of channel targets[i] (dropout off)."""
+
+    def objective(images, targets):
+        output = tf.cast(submodel(images, training=False), tf.float32)
+        if output.shape.rank > 2:
+            output = tf.reduce_mean(output, axis=list(range(1, output.shape.rank - 1)))
+        return tf.gather(output, targets, axis=1, batch_dims=1)
+
+    return objective
+
+
+def make_ascent(objective, iterations, step, jitter=0, blur_sigma=0.0):
+    """A compiled function (images, target indices, seed) -> (images, final activations).
+
+    Each image i maximises mean(output[i, ..., target[i]]); its gradient is L2-normalised
+    per image, as the tutorial does for its single image. Optional regularisers: random
+    jitter (roll by up to `jitter` pixels before each step, rolled back after) and a
+    Gaussian blur of the image after each step.
+    """
+    blur = _gaussian_kernel(blur_sigma) if blur_sigma > 0 else None
+
+    @tf.function(reduce_retracing=True)
+    def ascend(images, targets, seed):
+        for i in tf.range(iterations):
+            shift = tf.zeros([2], tf.int32)
+            if jitter:
+                shift = tf.random.stateless_uniform([2], tf.stack([seed, tf.cast(i, tf.int64)]), -jitter, jitter + 1, tf.int32)
+                images = tf.roll(images, shift, axis=[1, 2])
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                loss = tf.reduce_sum(objective(images, targets))
+            grads = tape.gradient(loss, images)
+            norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3], keepdims=True))
+            images = images + step * grads / (norms + 1e-10)
+            if jitter:
+                images = tf.roll(images, -shift, axis=[1, 2])
+            if blur is not None:
+                images = tf.nn.conv2d(images, blur, 1, "SAME")
+        return images, objective(images, targets)
+
+    return ascend
+
+
+def starting_noise(count, rng, scale, shape=(32, 32, 3)):
+    """The tutorial's start: (uniform - 0.5) * scale."""
+    return ((rng.random((count, *shape)) - 0.5) * scale).astype("float32")
+
+
+def maximum_stimuli(submodel, count, rng, iterations, step, noise_scale, jitter=0, blur_sigma=0.0, seed=0):
+    """Optimise `count` images, image i for output channel i; returns (images, start activations, final)."""
+    objective = make_objective(submodel)
+    start = tf.constant(starting_noise(count, rng, noise_scale))
+    targets = tf.range(count)
+    initial = objective(start, targets)
+    images, final = make_ascent(objective, iterations, step, jitter, blur_sigma)(start, targets, tf.constant(seed, tf.int64))
+    return images.numpy(), initial.numpy(), final.numpy()

@@ -1,0 +1,132 @@
+"""Stage visualize: maximum stimuli of every conv filter and every class, and the first-layer kernels.
+
+Writes reports/figures/stimuli/<layer>.png (a tile per filter, titled with its
+index and final activation; dead filters, whose activation stays <= 0, are
+marked rather than hidden), reports/figures/stimuli/classes.png,
+reports/figures/kernels.png, and reports/stimuli.json with every activation.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+
+import numpy as np
+
+from stages.atomic import save_figure, write_json
+from stages.errors import PipelineError, run_stage
+from stages.params import load_section
+from stages.preprocess import PREPARED_DIR
+
+MODEL_FILE = Path("models/model.keras")
+STIMULI_DIR = Path("reports/figures/stimuli")
+KERNELS_FIGURE = Path("reports/figures/kernels.png")
+STIMULI_JSON = Path("reports/stimuli.json")
+
+
+def stimuli_figure(images, activations, title, labels=None):
+    """Grid of stimuli, 8 per row, each titled with its index (or label) and final activation."""
+    from stages.figures import plt
+
+    cols = 8
+    rows = int(np.ceil(len(images) / cols))
+    fig = plt.figure(figsize=(2 * cols - 1, 2.3 * rows + 0.6))
+    fig.suptitle(title, fontsize=14)
+    for i, (image, activation) in enumerate(zip(images, activations)):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.axis("off")
+        name = labels[i] if labels else f"#{i}"
+        if activation <= 0:
+            ax.imshow(np.full_like(image, 128))
+            ax.set_title(f"{name}\ndead ({activation:.2g})", fontsize=9, color="tab:red")
+        else:
+            ax.imshow(image)
+            ax.set_title(f"{name}\n{activation:.3g}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def kernels_figure(kernel):
+    """The first conv layer's 3x3x3 kernels as RGB tiles, each scaled to its own min..max."""
+    from stages.figures import plt
+
+    count = kernel.shape[-1]
+    cols = 8
+    rows = int(np.ceil(count / cols))
+    fig = plt.figure(figsize=(cols * 1.2, rows * 1.4 + 0.5))
+    fig.suptitle("First conv layer kernels (RGB)")
+    for i in range(count):
+        tile = kernel[..., i]
+        tile = (tile - tile.min()) / (np.ptp(tile) + 1e-12)
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.axis("off")
+        ax.imshow(tile, interpolation="nearest")
+        ax.set_title(f"#{i}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def layer_record(final):
+    return {
+        "filters": int(len(final)),
+        "dead": int(np.sum(final <= 0)),
+        "mean_activation": round(float(np.mean(final)), 6),
+        "activations": {str(i): round(float(v), 6) for i, v in enumerate(final)},
+    }
+
+
+def visualize(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=Path("."), progress=print):
+    import keras
+    import tensorflow as tf
+
+    from stages import stimuli
+
+    if not Path(model_file).is_file():
+        raise PipelineError(f"{model_file}: model not found; run the train stage first")
+    tf.config.experimental.enable_op_determinism()
+    stats = json.loads((Path(prepared_dir) / "stats.json").read_text())
+    classes = json.loads((Path(prepared_dir) / "classes.json").read_text())
+    model = keras.models.load_model(model_file)
+    layers = stimuli.conv_activation_layers(model)
+    if not layers:
+        raise PipelineError(f"{model_file}: the model has no convolutional activation layers to visualise")
+    image = stimuli.normalized_input(model)
+    rng = np.random.default_rng(params["seed"])
+    options = dict(iterations=params["iterations"], step=params["step"], jitter=params["jitter"],
+                   blur_sigma=params["blur_sigma"], seed=params["seed"])
+    reports = Path(reports)
+    record = {"layers": {}}
+    started = time.perf_counter()
+    for layer in layers:
+        submodel = keras.Model(image, layer.output)
+        count = layer.output.shape[-1]
+        images, _, final = stimuli.maximum_stimuli(submodel, count, rng, noise_scale=stimuli.CONV_NOISE_SCALE, **options)
+        rgb = stimuli.image_values_to_rgb(images, stats["mean"], stats["std"])
+        record["layers"][layer.name] = layer_record(final)
+        save_figure(reports / STIMULI_DIR / f"{layer.name}.png",
+                    stimuli_figure(rgb, final, f"Maximum stimuli of {layer.name} ({count} filters)"))
+        progress(f"stimuli of {layer.name}: {count} filters, {record['layers'][layer.name]['dead']} dead "
+                 f"({time.perf_counter() - started:.1f}s)")
+
+    scores = keras.Model(image, stimuli.class_score_tensor(model))
+    images, _, final = stimuli.maximum_stimuli(scores, len(classes), rng, noise_scale=stimuli.DENSE_NOISE_SCALE,
+                                               **options)
+    rgb = stimuli.image_values_to_rgb(images, stats["mean"], stats["std"])
+    record["classes"] = {name: round(float(v), 6) for name, v in zip(classes, final)}
+    save_figure(reports / STIMULI_DIR / "classes.png",
+                stimuli_figure(rgb, final, "Maximum stimuli of the class scores (before softmax)", labels=classes))
+    first_conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    save_figure(reports / KERNELS_FIGURE, kernels_figure(np.asarray(first_conv.kernel)))
+    record["seconds"] = round(time.perf_counter() - started, 2)
+    write_json(reports / STIMULI_JSON, {k: v for k, v in record.items() if k != "seconds"})
+    progress(f"visualised {sum(r['filters'] for r in record['layers'].values())} filters of {len(layers)} layers "
+             f"and {len(classes)} classes in {record['seconds']}s")
+    return record
+
+
+def main(argv=None):
+    visualize(load_section("visualize"))
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage(main))

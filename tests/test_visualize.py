@@ -1,0 +1,135 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from stages import stimuli
+from stages.errors import PipelineError
+from stages.models import build_model, normalized_input
+from stages.train import train
+from stages.visualize import kernels_figure, layer_record, stimuli_figure, visualize
+from tests.helpers import prepare_workspace
+
+
+def tiny_conv_model(dead_filters=2, live_filters=3):
+    """uint8 input -> normalize -> Conv2D -> LeakyReLU -> Dense(3) -> softmax; some filters made dead."""
+    inputs, x = normalized_input()
+    conv = keras.layers.Conv2D(live_filters + dead_filters, 3, padding="same", name="conv")
+    x = keras.layers.LeakyReLU(0.1, name="act")(conv(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(3)(x)
+    outputs = keras.layers.Activation("softmax")(x)
+    model = keras.Model(inputs, outputs)
+    kernel, bias = conv.get_weights()
+    kernel[..., live_filters:] = 0.0  # no input can move these filters...
+    bias[live_filters:] = -1.0  # ...and they sit at LeakyReLU(-1) = -0.1: dead
+    conv.set_weights([kernel, bias])
+    return model
+
+
+def test_finds_the_four_conv_activations_of_seed_cnn():
+    model = build_model("seed_cnn", 10)
+    assert [layer.name for layer in stimuli.conv_activation_layers(model)] == [
+        "leaky_re_lu_1", "leaky_re_lu_2", "leaky_re_lu_3", "leaky_re_lu_4"
+    ]
+    # The class score is the softmax's input, not the probabilities.
+    assert stimuli.class_score_tensor(model) is model.get_layer("leaky_re_lu_6").output
+
+
+def test_finds_activation_after_batchnorm_but_not_after_dense():
+    inputs, x = normalized_input()
+    x = keras.layers.Conv2D(4, 3)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU(name="conv_relu")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(5)(x)
+    x = keras.layers.ReLU(name="dense_relu")(x)
+    model = keras.Model(inputs, x)
+    assert [layer.name for layer in stimuli.conv_activation_layers(model)] == ["conv_relu"]
+
+
+def test_every_stimulus_raises_its_target_above_the_starting_noise():
+    keras.utils.set_random_seed(0)
+    model = build_model("seed_cnn", 10)
+    image = stimuli.normalized_input(model)
+    for layer in stimuli.conv_activation_layers(model)[:2]:
+        submodel = keras.Model(image, layer.output)
+        count = layer.output.shape[-1]
+        images, initial, final = stimuli.maximum_stimuli(
+            submodel, count, np.random.default_rng(0), 20, 1.0, stimuli.CONV_NOISE_SCALE
+        )
+        assert images.shape == (count, 32, 32, 3)
+        assert (final > initial).all()
+
+
+@pytest.mark.parametrize("jitter, blur", [(2, 0.0), (0, 1.0)])
+def test_regularisers_keep_the_ascent_working(jitter, blur):
+    keras.utils.set_random_seed(0)
+    model = build_model("seed_cnn", 10)
+    layer = stimuli.conv_activation_layers(model)[0]
+    submodel = keras.Model(stimuli.normalized_input(model), layer.output)
+    _, initial, final = stimuli.maximum_stimuli(
+        submodel, 16, np.random.default_rng(0), 20, 1.0, stimuli.CONV_NOISE_SCALE, jitter=jitter, blur_sigma=blur
+    )
+    assert np.mean(final > initial) > 0.9
+
+
+def test_image_values_to_rgb_is_the_tutorials_formula():
+    x = np.array([-1.0, 0.0, 1.0, 2.0] * 192).reshape(16, 16, 3)  # known values: mean 0.5, std sqrt(1.25)
+    mean, std = -0.027, 0.25
+    expected = (x - 0.5) / (np.sqrt(1.25) + 1e-5) * std + mean
+    expected = np.clip((expected + 0.5) * 255, 0, 255).astype("uint8")
+    np.testing.assert_array_equal(stimuli.image_values_to_rgb(x, mean, std), expected)
+    batch = stimuli.image_values_to_rgb(np.stack([x, 3 * x]), mean, std)  # per image, not across the batch
+    np.testing.assert_array_equal(batch[0], batch[1])
+
+
+def test_dead_filters_are_counted_and_shown():
+    model = tiny_conv_model(dead_filters=2, live_filters=3)
+    layer = stimuli.conv_activation_layers(model)[0]
+    submodel = keras.Model(stimuli.normalized_input(model), layer.output)
+    _, _, final = stimuli.maximum_stimuli(submodel, 5, np.random.default_rng(0), 20, 1.0, stimuli.CONV_NOISE_SCALE)
+    record = layer_record(final)
+    assert record["dead"] == 2 and record["filters"] == 5
+    assert [final[i] <= 0 for i in range(5)] == [False, False, False, True, True]
+    fig = stimuli_figure(np.zeros((5, 32, 32, 3), np.uint8), final, "t")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 5 and sum("dead" in t for t in titles) == 2
+
+
+def test_grids_have_one_tile_per_filter():
+    assert len(stimuli_figure(np.zeros((64, 32, 32, 3), np.uint8), np.ones(64), "t").axes) == 64
+    assert len(kernels_figure(np.random.default_rng(0).normal(size=(3, 3, 3, 16))).axes) == 16
+
+
+def test_model_without_conv_layers_is_refused(tmp_path):
+    inputs, x = normalized_input()
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    model.save(tmp_path / "dense.keras")
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "prepared/stats.json").write_text('{"mean": 0, "std": 0.25}')
+    (tmp_path / "prepared/classes.json").write_text(json.dumps(list("abcdefghij")))
+    params = {"iterations": 2, "step": 1.0, "seed": 0, "jitter": 0, "blur_sigma": 0.0}
+    with pytest.raises(PipelineError, match="no convolutional activation layers"):
+        visualize(params, tmp_path / "dense.keras", tmp_path / "prepared", tmp_path)
+
+
+def test_visualize_stage_outputs_and_determinism(tmp_path, monkeypatch):
+    params = prepare_workspace(tmp_path, epochs=1)
+    monkeypatch.chdir(tmp_path)
+    train(params["train"])
+    params["visualize"]["iterations"] = 5
+    record = visualize(params["visualize"], progress=lambda m: None)
+    first = (tmp_path / "reports/stimuli.json").read_text()
+    stimuli_json = json.loads(first)
+    assert list(stimuli_json["layers"]) == ["leaky_re_lu_1", "leaky_re_lu_2", "leaky_re_lu_3", "leaky_re_lu_4"]
+    assert [v["filters"] for v in stimuli_json["layers"].values()] == [16, 32, 32, 64]
+    assert len(stimuli_json["classes"]) == 10
+    for name in [*stimuli_json["layers"], "classes"]:
+        assert (tmp_path / f"reports/figures/stimuli/{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "reports/figures/kernels.png").is_file()
+    assert record["layers"] == stimuli_json["layers"]
+    visualize(params["visualize"], progress=lambda m: None)
+    assert (tmp_path / "reports/stimuli.json").read_text() == first
