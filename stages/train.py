@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from stages import resume
-from stages.atomic import atomic_path
+from stages.atomic import atomic_path, write_json
 from stages.errors import run_stage
 from stages.models import build_model
 from stages.params import load_section
@@ -135,6 +135,7 @@ def train(params, prepared_dir=PREPARED_DIR, model_file=MODEL_FILE, state_root=r
         live.end()
     with atomic_path(model_file) as tmp:
         model.save(tmp)
+    write_json(Path(model_file).with_name("classes.json"), classes)  # for predict: the model knows no names
     resume.clear(state)
     return model, checkpointer.history
 

@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+
+from stages.errors import run_stage
+from stages.predict import main
+from stages.train import train
+from tests.datagen import encode_image
+from tests.helpers import prepare_workspace
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    path = tmp_path_factory.mktemp("predict")
+    params = prepare_workspace(path, epochs=1)
+    train(params["train"], prepared_dir=path / "data/prepared", model_file=path / "models/model.keras",
+          state_root=path / ".train_state")
+    return path
+
+
+def write_images(folder):
+    rng = np.random.default_rng(0)
+    paths = {
+        "small.png": encode_image(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)),
+        "large.jpg": encode_image(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), "JPEG"),
+        "gray.png": encode_image(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8), "PNG", "L"),
+    }
+    for name, data in paths.items():
+        (folder / name).write_bytes(data)
+    return [str(folder / name) for name in paths]
+
+
+def test_top3_for_images_of_any_size_and_mode(trained, tmp_path, capsys):
+    images = write_images(tmp_path)
+    assert run_stage(main, ["--model", str(trained / "models/model.keras"), "--json", *images]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["errors"] == {} and list(out["predictions"]) == images
+    classes = json.loads((trained / "models/classes.json").read_text())
+    for ranked in out["predictions"].values():
+        probabilities = [r["probability"] for r in ranked]
+        assert len(ranked) == 3 and probabilities == sorted(probabilities, reverse=True)
+        assert 0 < sum(probabilities) <= 1.0001
+        assert {r["class"] for r in ranked} <= set(classes)
+
+
+def test_plain_output_one_line_per_image(trained, tmp_path, capsys):
+    images = write_images(tmp_path)
+    run_stage(main, ["--model", str(trained / "models/model.keras"), "--top", "2", *images])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == images
+    assert all(len(line.split(": ", 1)[1].split(", ")) == 2 for line in lines)
+
+
+def test_bad_files_are_reported_and_the_others_classified(trained, tmp_path, capsys):
+    good = write_images(tmp_path)[0]
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    missing = tmp_path / "missing.png"
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(main, ["--model", str(trained / "models/model.keras"), "--json", str(corrupt), good, str(tmp_path),
+                         str(missing)])
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert list(json.loads(captured.out)["predictions"]) == [good]
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 3
+    assert f"{corrupt}: cannot decode image" in errors[0]
+    assert f"{tmp_path}: is a directory" in errors[1]
+    assert f"{missing}: cannot read" in errors[2]
+
+
+def test_missing_model(tmp_path, capsys):
+    images = write_images(tmp_path)
+    assert run_stage(main, ["--model", str(tmp_path / "none.keras"), *images]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'none.keras'}: model not found; run `dvc repro` (or `dvc pull`) first"
