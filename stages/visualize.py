@@ -24,25 +24,42 @@ KERNELS_FIGURE = Path("reports/figures/kernels.png")
 STIMULI_JSON = Path("reports/stimuli.json")
 
 
-def stimuli_figure(images, activations, title, labels=None):
-    """Grid of stimuli, 8 per row, each titled with its index (or label) and final activation."""
+def mosaic(images, cols, row_gap=2, col_gap=2, fill=255):
+    """Tile equally sized images into one array, `cols` per row, with gaps between (and below the last row)."""
+    count, height, width = images.shape[:3]
+    rows = int(np.ceil(count / cols))
+    step_y, step_x = height + row_gap, width + col_gap
+    out = np.full((rows * step_y, cols * step_x - col_gap, *images.shape[3:]), fill, images.dtype)
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * step_y : r * step_y + height, c * step_x : c * step_x + width] = image
+    return out
+
+
+def stimuli_figure(images, activations, title, labels=None, cols=8):
+    """Grid of stimuli, each titled with its index (or label) and final activation.
+
+    Dead filters (activation <= 0) are shown as a grey tile marked in red. One
+    mosaic image with text labels: many small subplots take seconds to lay out.
+    """
     from stages.figures import plt
 
-    cols = 8
+    images = np.array(images)
+    dead = np.asarray(activations) <= 0
+    images[dead] = 128
     rows = int(np.ceil(len(images) / cols))
-    fig = plt.figure(figsize=(2 * cols - 1, 2.3 * rows + 0.6))
-    fig.suptitle(title, fontsize=14)
-    for i, (image, activation) in enumerate(zip(images, activations)):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.axis("off")
+    size, col_gap, row_gap = images.shape[1], 8, 12  # the row gap holds the labels
+    fig = plt.figure(figsize=(1.7 * cols, 1.7 * rows * (size + row_gap) / (size + col_gap) + 0.5))
+    ax = fig.add_axes((0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+    ax.imshow(mosaic(images, cols, row_gap, col_gap), interpolation="nearest")
+    ax.set_axis_off()
+    fig.suptitle(title, fontsize=12, y=1 - 0.15 / fig.get_figheight())
+    for i, activation in enumerate(activations):
+        r, c = divmod(i, cols)
         name = labels[i] if labels else f"#{i}"
-        if activation <= 0:
-            ax.imshow(np.full_like(image, 128))
-            ax.set_title(f"{name}\ndead ({activation:.2g})", fontsize=9, color="tab:red")
-        else:
-            ax.imshow(image)
-            ax.set_title(f"{name}\n{activation:.3g}", fontsize=9)
-    fig.tight_layout()
+        text = f"{name} dead ({activation:.2g})" if dead[i] else f"{name}: {activation:.3g}"
+        ax.text(c * (size + col_gap) + size / 2, r * (size + row_gap) + size + 1, text,
+                ha="center", va="top", fontsize=8, color="tab:red" if dead[i] else "black")
     return fig
 
 

@@ -8,6 +8,7 @@ from tests.datagen import write_cifar_archive
 from tests.dvc_repo import make_repo
 
 TINY = {
+    "visualize": {"iterations": 3},
     "preprocess": {"max_train_images": 100, "max_test_images": 40},
     "train": {"epochs": 1, "batch_size": 16},
 }

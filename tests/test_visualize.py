@@ -8,7 +8,7 @@ from stages import stimuli
 from stages.errors import PipelineError
 from stages.models import build_model, normalized_input
 from stages.train import train
-from stages.visualize import kernels_figure, layer_record, stimuli_figure, visualize
+from stages.visualize import kernels_figure, layer_record, mosaic, stimuli_figure, visualize
 from tests.helpers import prepare_workspace
 
 
@@ -93,13 +93,21 @@ def test_dead_filters_are_counted_and_shown():
     record = layer_record(final)
     assert record["dead"] == 2 and record["filters"] == 5
     assert [final[i] <= 0 for i in range(5)] == [False, False, False, True, True]
-    fig = stimuli_figure(np.zeros((5, 32, 32, 3), np.uint8), final, "t")
-    titles = [ax.get_title() for ax in fig.axes]
-    assert len(fig.axes) == 5 and sum("dead" in t for t in titles) == 2
+    fig = stimuli_figure(np.full((5, 32, 32, 3), 200, np.uint8), final, "t")
+    labels = [text.get_text() for text in fig.axes[0].texts]
+    assert len(labels) == 5 and [("dead" in label) for label in labels] == [False, False, False, True, True]
+    shown = fig.axes[0].images[0].get_array()
+    assert shown[0, 0, 0] == 200 and shown[0, 3 * 40, 0] == 128  # dead tiles are greyed out
 
 
 def test_grids_have_one_tile_per_filter():
-    assert len(stimuli_figure(np.zeros((64, 32, 32, 3), np.uint8), np.ones(64), "t").axes) == 64
+    images = np.random.default_rng(0).integers(0, 255, (64, 32, 32, 3), dtype=np.uint8)
+    tiles = mosaic(images, cols=8, row_gap=12, col_gap=8)
+    assert tiles.shape == (8 * 44, 8 * 40 - 8, 3)
+    for i in (0, 9, 63):
+        r, c = divmod(i, 8)
+        np.testing.assert_array_equal(tiles[r * 44 : r * 44 + 32, c * 40 : c * 40 + 32], images[i])
+    assert len(stimuli_figure(images, np.ones(64), "t").axes[0].texts) == 64
     assert len(kernels_figure(np.random.default_rng(0).normal(size=(3, 3, 3, 16))).axes) == 16
 
 

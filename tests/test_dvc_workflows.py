@@ -1,0 +1,113 @@
+"""The users' loop through the real `dvc` and `git` commands: compare commits, experiments, queues, remotes."""
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.datagen import write_cifar_archive
+from tests.dvc_repo import Repo, make_repo
+from tests.test_pipeline import TINY, ran_stages
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """A repo whose pipeline ran once on tiny data, with the results committed on main."""
+    root = tmp_path_factory.mktemp("dvc_baseline")
+    archive = root / "tiny-cifar.tar.gz"
+    write_cifar_archive(archive)
+    repo = make_repo(root / "repo", archive, **TINY)
+    repo.dvc("repro")
+    repo.commit("baseline run")
+    return repo
+
+
+@pytest.fixture
+def repo(baseline, tmp_path):
+    """A private copy of the baseline repo (its DVC cache included)."""
+    shutil.copytree(baseline.path, tmp_path / "repo", symlinks=True)
+    return Repo(tmp_path / "repo")
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def test_metrics_params_and_plots_diff_between_commits(repo):
+    old_metrics = read_json(repo.path / "reports/metrics.json")
+    old_stimuli = read_json(repo.path / "reports/stimuli.json")
+    repo.set_params(train={"learning_rate": 0.001, "epochs": 2})
+    assert ran_stages(repo.dvc("repro").stdout) == ["train", "evaluate", "visualize"]
+    new_metrics = read_json(repo.path / "reports/metrics.json")
+
+    metrics = json.loads(repo.dvc("metrics", "diff", "HEAD", "--all", "--json").stdout)
+    accuracy = metrics["reports/metrics.json"]["accuracy"]
+    assert accuracy["old"] == old_metrics["accuracy"] and accuracy["new"] == new_metrics["accuracy"]
+    cat = metrics["reports/metrics.json"]["per_class.cat.recall"]
+    assert cat["old"] == old_metrics["per_class"]["cat"]["recall"]
+    stimulus = metrics["reports/stimuli.json"]["layers.leaky_re_lu_4.mean_activation"]
+    assert stimulus["old"] == old_stimuli["layers"]["leaky_re_lu_4"]["mean_activation"]
+    assert stimulus["new"] == read_json(repo.path / "reports/stimuli.json")["layers"]["leaky_re_lu_4"]["mean_activation"]
+
+    params = json.loads(repo.dvc("params", "diff", "HEAD", "--json").stdout)["params.yaml"]
+    lr, epochs = params["train.learning_rate"], params["train.epochs"]
+    assert (lr["old"], lr["new"], epochs["old"], epochs["new"]) == (0.005, 0.001, 1, 2)
+
+    plots = json.loads(repo.dvc("plots", "diff", "HEAD", "--json").stdout)["data"]
+    for name in ("Loss", "Accuracy", "Confusion matrix"):  # both runs on one chart
+        assert {row["rev"] for row in plots[name][0]["content"]["data"]["values"]} == {"HEAD", "workspace"}
+    workspace_loss = [float(r["loss"]) for r in plots["Loss"][0]["content"]["data"]["values"]
+                      if r["rev"] == "workspace" and r["filename"] == "train/loss.tsv"]
+    assert len(workspace_loss) == 2  # the two epochs of the new run
+    images = plots["reports/figures/stimuli/leaky_re_lu_1.png"]
+    assert {image["revisions"][0] for image in images} == {"HEAD", "workspace"}
+    out = repo.path / "plots_html"
+    repo.dvc("plots", "diff", "HEAD", "-o", str(out))
+    page = (out / "index.html").read_text()
+    assert "Confusion matrix" in page and "HEAD" in page and "workspace" in page
+
+
+def test_exp_run_records_params_and_metrics(repo):
+    repo.dvc("exp", "run", "-S", "train.epochs=2", "-n", "two-epochs")
+    rows = json.loads(repo.dvc("exp", "show", "--json").stdout)
+    experiments = [exp for row in rows for exp in (row.get("experiments") or [])]
+    two = next(e for e in experiments if e["name"] == "two-epochs")
+    data = two["revs"][0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 2
+    assert "accuracy" in data["metrics"]["reports/metrics.json"]["data"]
+    assert len(read_json(repo.path / "reports/train/metrics.json")) > 0
+
+
+def test_queued_grid_runs_and_compares(repo):
+    repo.dvc("exp", "run", "--queue", "-S", "train.learning_rate=0.001,0.01")
+    repo.dvc("queue", "start", "--jobs", "1")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = repo.dvc("queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    rows = json.loads(repo.dvc("exp", "show", "--json").stdout)
+    runs = [exp["revs"][0]["data"] for row in rows for exp in (row.get("experiments") or [])]
+    rates = sorted(run["params"]["params.yaml"]["data"]["train"]["learning_rate"] for run in runs)
+    assert rates == [0.001, 0.01]
+    assert all("accuracy" in run["metrics"]["reports/metrics.json"]["data"] for run in runs)
+
+
+def test_share_through_a_local_remote(repo, tmp_path):
+    storage = tmp_path / "storage"
+    repo.dvc("remote", "add", "-d", "shared", str(storage))
+    repo.commit("add remote")
+    repo.dvc("push")
+    clone_path = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(clone_path)], check=True)
+    clone = Repo(clone_path)
+    assert not (clone_path / "models/model.keras").exists()
+    clone.dvc("pull")
+    assert (clone_path / "models/model.keras").read_bytes() == (repo.path / "models/model.keras").read_bytes()
+    assert ran_stages(clone.dvc("repro").stdout) == []
+    assert clone.dvc("status").stdout.strip() == "Data and pipelines are up to date."
