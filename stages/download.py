@@ -100,6 +100,8 @@ def download(url, checksum, retries, timeout, progress=print):
 
     name = Path(urllib.parse.urlsplit(url).path).name or "dataset.tar.gz"
     algorithm, digest = checksum if checksum else ("sha256", None)
+    # get_file falls back to /tmp/.keras when the cache directory does not exist yet.
+    keras_cache_dir().mkdir(parents=True, exist_ok=True)
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # urlretrieve has none: a stalled server would hang forever
     try:
