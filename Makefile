@@ -5,7 +5,8 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands in dvc.yaml call `python`; this makes it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test benchmark lock
+.PHONY: install repro test report benchmark lock
+BASE ?= main
 
 install: $(VENV)/.installed
 
@@ -19,6 +20,10 @@ repro: install
 
 test: install
 	python -m pytest
+
+# reports/report.md and reports/plots/index.html, compared with $(BASE) (make report BASE=origin/main).
+report: install
+	python -m stages.report --base $(BASE)
 
 # Re-pin requirements.txt after editing requirements.in.
 lock:

@@ -2,6 +2,7 @@
 import json
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -111,3 +112,36 @@ def test_share_through_a_local_remote(repo, tmp_path):
     assert (clone_path / "models/model.keras").read_bytes() == (repo.path / "models/model.keras").read_bytes()
     assert ran_stages(clone.dvc("repro").stdout) == []
     assert clone.dvc("status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_compares_with_base_and_its_html_draws(repo):
+    old = read_json(repo.path / "reports/metrics.json")
+    repo.set_params(train={"learning_rate": 0.001})
+    repo.dvc("repro")
+    new = read_json(repo.path / "reports/metrics.json")
+    repo.run(sys.executable, "-m", "stages.report", "--base", "HEAD")
+    report = (repo.path / "reports/report.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| accuracy |"))
+    assert row == (f"| accuracy | {new['accuracy']:.4f} | {old['accuracy']:.4f} | "
+                   f"{new['accuracy'] - old['accuracy']:+.4f} |")
+    assert "| train.learning_rate | 0.0050 | 0.0010 |" in report
+    images = [line[line.index("](") + 2 : -1] for line in report.splitlines() if line.startswith("![")]
+    assert len(images) >= 9 and all((repo.path / "reports" / path).is_file() for path in images)
+
+    page = repo.path / "reports/plots/index.html"
+    assert "cdn.jsdelivr" not in page.read_text()  # Vega is inlined: the page draws offline
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no chromium on this machine (.ci/run installs it)")
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={repo.path.parent / 'chromium'}",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    # vega-embed draws each chart into an element of class "marks": loss, accuracy, learning rate, confusion.
+    assert dom.count('class="marks"') == 4
