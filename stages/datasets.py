@@ -7,7 +7,9 @@ Two layouts are understood:
   resized to 32x32 (area-averaged when shrinking, bilinear when enlarging); class names are the folder names.
 """
 import io
+import os
 import re
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,17 +110,43 @@ def _image_folders_from_files(files, dirs, source, progress):
     return Dataset(x_train, y_train, x_test, y_test, classes)
 
 
+DECODE_CHUNK = 2000
+
+
+def _decode_chunk(items):
+    """Decode [(source, bytes)] to one uint8 array; runs in a worker process."""
+    return np.stack([decode_image(data, source) for source, data in items])
+
+
 def _decode_split(files, per_class, classes, source, split, progress):
+    """Decode one split's images, in parallel over the CPU cores, in a fixed order."""
     names = [(label, name) for label, cls in enumerate(classes) for name in sorted(per_class[cls])]
-    images = np.empty((len(names), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    labels = np.empty(len(names), dtype=np.int64)
-    report_every = max(1, len(names) // 5)
-    for i, (label, name) in enumerate(names):
-        images[i] = decode_image(files[name], f"{source}:{name}")
-        labels[i] = label
-        if (i + 1) % report_every == 0 or i + 1 == len(names):
-            progress(f"decoded {split} images: {i + 1}/{len(names)}")
+    labels = np.array([label for label, _ in names], dtype=np.int64)
+    chunks = [[(f"{source}:{name}", files[name]) for _, name in names[i : i + DECODE_CHUNK]]
+              for i in range(0, len(names), DECODE_CHUNK)]
+    workers = min(os.cpu_count() or 1, len(chunks))
+    decoded, done = [], 0
+    with ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool:
+        for array in pool.map(_decode_chunk, chunks):
+            decoded.append(array)
+            done += len(array)
+            if done % 10_000 < DECODE_CHUNK or done == len(names):
+                progress(f"decoded {split} images: {done}/{len(names)}")
+    images = np.concatenate(decoded) if decoded else np.empty((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     return images, labels
+
+
+class _InProcess:
+    """The executor interface, run serially: for one core or one chunk, where processes cost more."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, items):
+        return map(fn, items)
 
 
 def decode_image(data, source):
@@ -126,11 +154,12 @@ def decode_image(data, source):
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            rgb = image.convert("RGB")
+            rgb = image if image.mode == "RGB" else image.convert("RGB")
+            if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
+                # Area averaging when shrinking (no aliasing), bilinear when enlarging.
+                shrinking = rgb.size[0] > IMAGE_SIZE or rgb.size[1] > IMAGE_SIZE
+                resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+                rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), resample)
+            return np.asarray(rgb, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise PipelineError(f"{source}: cannot decode image: {err}") from err
-    if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
-        # Area averaging when shrinking (no aliasing), bilinear when enlarging.
-        shrinking = rgb.size[0] > IMAGE_SIZE or rgb.size[1] > IMAGE_SIZE
-        rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)

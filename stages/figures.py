@@ -4,7 +4,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on CI or servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 GRID_COLS = 8
 GRID_ROWS = 2
@@ -40,6 +39,8 @@ def predictions_figure(images, true_labels, predicted, scores, classes, rng, cou
 
 def confusion_figure(matrix, classes):
     """The confusion matrix with class names on both axes."""
+    from sklearn.metrics import ConfusionMatrixDisplay  # scikit-learn takes seconds to import; only this needs it
+
     fig, ax = plt.subplots(figsize=(8, 7))
     ConfusionMatrixDisplay(matrix, display_labels=classes).plot(ax=ax, xticks_rotation=45, colorbar=True)
     ax.set_title("Confusion matrix", fontsize=16)

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages import resume
+from stages import models, resume
 from stages.atomic import atomic_path, write_json
 from stages.errors import run_stage
 from stages.models import build_model
@@ -24,7 +24,8 @@ from stages.preprocess import PREPARED_DIR
 
 MODEL_FILE = Path("models/model.keras")
 LIVE_DIR = Path("reports/train")
-CODE_FILES = [Path(__file__), Path(resume.__file__), Path(sys.modules[build_model.__module__].__file__)]
+# The code that determines the trained weights: part of the resume key.
+CODE_FILES = [Path(__file__), Path(resume.__file__), Path(models.__file__)]
 
 
 def load_prepared(prepared_dir=PREPARED_DIR):

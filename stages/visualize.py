@@ -134,10 +134,9 @@ def visualize(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=
                 stimuli_figure(rgb, final, "Maximum stimuli of the class scores (before softmax)", labels=classes))
     first_conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
     save_figure(reports / KERNELS_FIGURE, kernels_figure(np.asarray(first_conv.kernel)))
-    record["seconds"] = round(time.perf_counter() - started, 2)
-    write_json(reports / STIMULI_JSON, {k: v for k, v in record.items() if k != "seconds"})
+    write_json(reports / STIMULI_JSON, record)
     progress(f"visualised {sum(r['filters'] for r in record['layers'].values())} filters of {len(layers)} layers "
-             f"and {len(classes)} classes in {record['seconds']}s")
+             f"and {len(classes)} classes in {time.perf_counter() - started:.1f}s")
     return record
 
 

@@ -91,3 +91,14 @@ def test_directory_with_symlink_is_refused(tmp_path):
     (tmp_path / "d/train/cat/b.png").symlink_to("/etc/passwd")
     with pytest.raises(PipelineError, match="symbolic link"):
         dict(iter_directory_files(tmp_path / "d"))
+
+
+def test_gzip_bomb_stops_at_the_total_limit(tmp_path, monkeypatch):
+    import stages.archive as archive
+
+    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 4 << 20)
+    zeros = b"\0" * (16 << 20)  # compresses to a few KB, unpacks past the (lowered) limit
+    path = make_tar(tmp_path / "bomb.tar.gz", [file_member("train/cat/a.png", zeros)], "w:gz")
+    assert path.stat().st_size < 100_000
+    with pytest.raises(PipelineError, match="unpacks to more than"):
+        read_all(path)
