@@ -7,6 +7,7 @@ Both in this process, on the same data, after a warm-up epoch each.
 
     python -m benchmarks.bench_train [--images 6400] [--epochs 2] [--json out.json]
 """
+
 import argparse
 import json
 import math
@@ -16,7 +17,6 @@ from pathlib import Path
 import stages  # noqa: F401  (first: sets TensorFlow's environment before it loads)
 import keras
 import numpy as np
-import tensorflow as tf
 
 from stages.models import build_model, seed_cnn
 from stages.train import compile_model, training_batches
@@ -49,9 +49,12 @@ def run(count=6400, epochs=2, batch_size=32, seed=0):
     compile_model(ours_model, 0.005)
     steps = math.ceil(count / batch_size)
     ours = images_per_second(
-        lambda n: ours_model.fit(training_batches(x, y, batch_size, seed, 0, n), steps_per_epoch=steps, epochs=n,
-                                 verbose=0),
-        count, epochs)
+        lambda n: ours_model.fit(
+            training_batches(x, y, batch_size, seed, 0, n), steps_per_epoch=steps, epochs=n, verbose=0
+        ),
+        count,
+        epochs,
+    )
 
     keras.utils.set_random_seed(seed)
     baseline_model = tutorial_model()
@@ -60,12 +63,21 @@ def run(count=6400, epochs=2, batch_size=32, seed=0):
     x_float = x_float.astype("float32")
     baseline = images_per_second(
         lambda n: baseline_model.fit(x_float, y, batch_size=batch_size, epochs=n, shuffle=True, verbose=0),
-        count, epochs)
-    row = {"benchmark": "train_throughput", "batch_size": batch_size, "images": count,
-           "ours_images_per_s": round(ours, 1), "baseline_images_per_s": round(baseline, 1),
-           "ratio": round(ours / baseline, 2)}
-    print(f"train throughput (batch {batch_size}): ours {ours:7.1f} img/s  plain model.fit float32 "
-          f"{baseline:7.1f} img/s  ratio {ours / baseline:.2f}x")
+        count,
+        epochs,
+    )
+    row = {
+        "benchmark": "train_throughput",
+        "batch_size": batch_size,
+        "images": count,
+        "ours_images_per_s": round(ours, 1),
+        "baseline_images_per_s": round(baseline, 1),
+        "ratio": round(ours / baseline, 2),
+    }
+    print(
+        f"train throughput (batch {batch_size}): ours {ours:7.1f} img/s  plain model.fit float32 "
+        f"{baseline:7.1f} img/s  ratio {ours / baseline:.2f}x"
+    )
     return row
 
 

@@ -8,6 +8,7 @@ Both run in this process on the same model; the ratio is baseline / ours.
 
     python -m benchmarks.bench_visualize [--model models/model.keras] [--json out.json]
 """
+
 import argparse
 import json
 import time
@@ -50,8 +51,9 @@ def run(model, iterations=20, step=1.0, seed=0):
         submodel = keras.Model(image, layer.output)
         count = layer.output.shape[-1]
         start = time.perf_counter()
-        stimuli.maximum_stimuli(submodel, count, np.random.default_rng(seed), iterations, step,
-                                stimuli.CONV_NOISE_SCALE, seed=seed)
+        stimuli.maximum_stimuli(
+            submodel, count, np.random.default_rng(seed), iterations, step, stimuli.CONV_NOISE_SCALE, seed=seed
+        )
         ours = time.perf_counter() - start
         rng = np.random.default_rng(seed)
         start = time.perf_counter()
@@ -59,14 +61,23 @@ def run(model, iterations=20, step=1.0, seed=0):
             tutorial_stimulus(submodel, index, iterations, step, rng)
         baseline = time.perf_counter() - start
         rows.append({"layer": layer.name, "filters": count, "ours_s": round(ours, 3), "tutorial_s": round(baseline, 3)})
-        print(f"{layer.name:16s} {count:4d} filters  ours {ours:7.2f}s  tutorial {baseline:7.2f}s  "
-              f"ratio {baseline / ours:6.1f}x", flush=True)
+        print(
+            f"{layer.name:16s} {count:4d} filters  ours {ours:7.2f}s  tutorial {baseline:7.2f}s  "
+            f"ratio {baseline / ours:6.1f}x",
+            flush=True,
+        )
     ours = sum(r["ours_s"] for r in rows)
     baseline = sum(r["tutorial_s"] for r in rows)
-    total = {"filters": sum(r["filters"] for r in rows), "ours_s": round(ours, 2), "tutorial_s": round(baseline, 2),
-             "ratio": round(baseline / ours, 1)}
-    print(f"{'all layers':16s} {total['filters']:4d} filters  ours {ours:7.2f}s  tutorial {baseline:7.2f}s  "
-          f"ratio {total['ratio']:6.1f}x")
+    total = {
+        "filters": sum(r["filters"] for r in rows),
+        "ours_s": round(ours, 2),
+        "tutorial_s": round(baseline, 2),
+        "ratio": round(baseline / ours, 1),
+    }
+    print(
+        f"{'all layers':16s} {total['filters']:4d} filters  ours {ours:7.2f}s  tutorial {baseline:7.2f}s  "
+        f"ratio {total['ratio']:6.1f}x"
+    )
     return {"benchmark": "visualize", "layers": rows, "total": total}
 
 

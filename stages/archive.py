@@ -4,6 +4,7 @@ Nothing is extracted to disk. Members that are absolute, contain '..', are
 links or devices are refused, and declared sizes are bounded before anything
 is read, so a decompression bomb stops before it fills memory or disk.
 """
+
 import bz2
 import gzip
 import io
@@ -79,9 +80,7 @@ def iter_archive_files(path, wanted=lambda name: True):
                     raise PipelineError(f"{path}: more than {MAX_MEMBERS} members; refusing")
                 name = check_member_name(member.name, path)
                 if member.issym() or member.islnk():
-                    raise PipelineError(
-                        f"{path}: refusing member {member.name!r}: it is a link to {member.linkname!r}"
-                    )
+                    raise PipelineError(f"{path}: refusing member {member.name!r}: it is a link to {member.linkname!r}")
                 if member.isdir():
                     yield name + "/", None
                     continue

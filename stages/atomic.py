@@ -3,6 +3,7 @@
 A crash, a kill or a full disk leaves either the old file or the new one, never
 a half-written file under the real name.
 """
+
 import contextlib
 import json
 import os

@@ -3,12 +3,14 @@
 A pickle can call any importable function; the batches only need numpy's
 array reconstruction, so every other global is refused.
 """
+
 import io
 import pickle
 
 import numpy as np
 
 from stages.errors import PipelineError
+
 
 def _latin1_encode(text, encoding="latin1"):
     """Python 3's protocol-2 pickles store bytes as _codecs.encode(text, 'latin1'); allow only that."""
@@ -69,9 +71,7 @@ def parse_batch(data, source, num_classes=10):
     if labels.shape != (pixels.shape[0],):
         raise PipelineError(f"{source}: {labels.shape[0] if labels.ndim else 0} labels for {pixels.shape[0]} images")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise PipelineError(
-            f"{source}: labels must be in 0..{num_classes - 1}; found {labels.min()}..{labels.max()}"
-        )
+        raise PipelineError(f"{source}: labels must be in 0..{num_classes - 1}; found {labels.min()}..{labels.max()}")
     images = pixels.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
 

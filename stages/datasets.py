@@ -6,6 +6,7 @@ Two layouts are understood:
   under one top-level folder. Images of any mode or size are converted to RGB and
   resized to 32x32 (area-averaged when shrinking, bilinear when enlarging); class names are the folder names.
 """
+
 import io
 import os
 import re
@@ -122,8 +123,10 @@ def _decode_split(files, per_class, classes, source, split, progress):
     """Decode one split's images, in parallel over the CPU cores, in a fixed order."""
     names = [(label, name) for label, cls in enumerate(classes) for name in sorted(per_class[cls])]
     labels = np.array([label for label, _ in names], dtype=np.int64)
-    chunks = [[(f"{source}:{name}", files[name]) for _, name in names[i : i + DECODE_CHUNK]]
-              for i in range(0, len(names), DECODE_CHUNK)]
+    chunks = [
+        [(f"{source}:{name}", files[name]) for _, name in names[i : i + DECODE_CHUNK]]
+        for i in range(0, len(names), DECODE_CHUNK)
+    ]
     workers = min(os.cpu_count() or 1, len(chunks))
     decoded, done = [], 0
     with ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool:

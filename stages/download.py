@@ -4,6 +4,7 @@ Downloads go through `keras.utils.get_file`, which shows a progress bar, and are
 retried; a download is only kept once its checksum matches, so an interrupted
 or corrupted transfer is never mistaken for a good file.
 """
+
 import hashlib
 import os
 import socket

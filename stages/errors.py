@@ -1,4 +1,5 @@
 """One clear error line and a non-zero exit for every expected failure."""
+
 import sys
 
 

@@ -4,6 +4,7 @@ Writes reports/metrics.json (accuracy, loss, per-class and macro precision /
 recall / F1 from scikit-learn), reports/eval/confusion.csv for DVC's confusion
 template, and the tutorial's two figures.
 """
+
 import csv
 import io
 import sys
@@ -37,8 +38,7 @@ def compute_metrics(y_true, probabilities, classes):
         "loss": round(float(log_loss(y_true, probabilities, labels=labels)), 6),
         "macro": {k: round(float(report["macro avg"][k]), 6) for k in ("precision", "recall", "f1-score")},
         "per_class": {
-            name: {k: round(float(report[name][k]), 6) for k in ("precision", "recall", "f1-score")}
-            for name in classes
+            name: {k: round(float(report[name][k]), 6) for k in ("precision", "recall", "f1-score")} for name in classes
         },
     }
     return metrics

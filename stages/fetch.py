@@ -3,6 +3,7 @@
 Every member of the archive is read and checked here (safe names, no links,
 bounded sizes, complete data), so a bad archive fails this stage, not a later one.
 """
+
 import io
 import shutil
 import tarfile

@@ -1,4 +1,5 @@
 """Figures of the tutorial: image grids with titles and the confusion matrix."""
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on CI or servers
@@ -31,9 +32,7 @@ def samples_figure(images, labels, classes, rng, count=GRID_COLS * GRID_ROWS):
 def predictions_figure(images, true_labels, predicted, scores, classes, rng, count=GRID_COLS * GRID_ROWS):
     """Random test images titled with predicted class, its score and the true class."""
     index = rng.choice(len(images), size=min(count, len(images)), replace=False)
-    titles = [
-        f"pred: {classes[predicted[i]]}\nscore: {scores[i]:.3}\ntrue: {classes[true_labels[i]]}" for i in index
-    ]
+    titles = [f"pred: {classes[predicted[i]]}\nscore: {scores[i]:.3}\ntrue: {classes[true_labels[i]]}" for i in index]
     return image_grid(images[index], titles, tile_height=3)
 
 

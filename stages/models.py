@@ -1,4 +1,5 @@
 """Model builders, chosen by `train.model`. Every model takes raw uint8 pixels."""
+
 import keras
 from keras import layers
 
@@ -18,10 +19,15 @@ def seed_cnn(num_classes=10):
 
     def add(layer_cls, *args, **kwargs):
         # Names as in the tutorial's summary: conv2d_1, leaky_re_lu_1, ...
-        base = {"Conv2D": "conv2d", "LeakyReLU": "leaky_re_lu", "MaxPooling2D": "max_pooling2d",
-                "Dropout": "dropout", "Flatten": "flatten", "Dense": "dense", "Activation": "activation"}[
-            layer_cls.__name__
-        ]
+        base = {
+            "Conv2D": "conv2d",
+            "LeakyReLU": "leaky_re_lu",
+            "MaxPooling2D": "max_pooling2d",
+            "Dropout": "dropout",
+            "Flatten": "flatten",
+            "Dense": "dense",
+            "Activation": "activation",
+        }[layer_cls.__name__]
         counters[base] = counters.get(base, 0) + 1
         return layer_cls(*args, name=f"{base}_{counters[base]}", **kwargs)
 

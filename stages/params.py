@@ -3,6 +3,7 @@
 Each key has a rule saying what is allowed; an unknown key gets the nearest
 valid name suggested. Every problem is one PipelineError line naming the key.
 """
+
 import difflib
 import math
 import re

@@ -6,6 +6,7 @@ Images of any size or format Pillow reads are converted to 32x32 RGB as in
 preprocess. An unreadable file or a directory gets one line on stderr; the other
 images are still classified, and the exit status is 1. A missing model: exit 2.
 """
+
 import argparse
 import json
 import sys

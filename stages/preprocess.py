@@ -3,6 +3,7 @@
 Images stay uint8 (a quarter of float32's memory); the model normalises them
 itself (x/255 - 0.5, as the tutorial does), so the saved model takes raw pixels.
 """
+
 import sys
 from pathlib import Path
 
@@ -73,9 +74,7 @@ def preprocess(raw, out_dir, params, samples_figure=SAMPLES_FIGURE, progress=pri
     from stages.figures import samples_figure as make_samples  # matplotlib import costs ~0.5 s
 
     save_figure(samples_figure, make_samples(arrays["x_train"], arrays["y_train"], dataset.classes, rng))
-    progress(
-        f"prepared {len(train)} train and {len(test)} test images of {len(dataset.classes)} classes in {out_dir}"
-    )
+    progress(f"prepared {len(train)} train and {len(test)} test images of {len(dataset.classes)} classes in {out_dir}")
     return arrays
 
 

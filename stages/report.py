@@ -8,6 +8,7 @@ grid and the stimuli grids, with relative paths so it renders on a code host.
 reports/plots/index.html is `dvc plots diff <base>` drawn with a template that
 embeds Vega, so the page draws offline too.
 """
+
 import argparse
 import csv
 import io
@@ -39,8 +40,10 @@ def dvc(*args):
 
 
 def revision_exists(rev):
-    return subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture_output=True).returncode
+        == 0
+    )
 
 
 def git_show(rev, path):
@@ -83,12 +86,17 @@ def metrics_table(current, base):
 
 
 def per_class_table(current):
-    classes = sorted({key.split(".")[1] for key in current if key.startswith("per_class.")},
-                     key=lambda c: list(current).index(f"per_class.{c}.precision"))
+    classes = sorted(
+        {key.split(".")[1] for key in current if key.startswith("per_class.")},
+        key=lambda c: list(current).index(f"per_class.{c}.precision"),
+    )
     rows = ["| class | precision | recall | F1 |", "|---|---:|---:|---:|"]
     for name in classes:
-        rows.append(f"| {name} | " + " | ".join(fmt(current[f"per_class.{name}.{k}"])
-                                             for k in ("precision", "recall", "f1-score")) + " |")
+        rows.append(
+            f"| {name} | "
+            + " | ".join(fmt(current[f"per_class.{name}.{k}"]) for k in ("precision", "recall", "f1-score"))
+            + " |"
+        )
     return "\n".join(rows)
 
 
@@ -119,8 +127,13 @@ def curves_figure(current, base, base_name):
             if current.get(key):
                 ax.plot(range(1, len(current[key]) + 1), current[key], color=colour, label=f"{label} (this run)")
             if base.get(key):
-                ax.plot(range(1, len(base[key]) + 1), base[key], color=colour, linestyle="--",
-                        label=f"{label} ({base_name})")
+                ax.plot(
+                    range(1, len(base[key]) + 1),
+                    base[key],
+                    color=colour,
+                    linestyle="--",
+                    label=f"{label} ({base_name})",
+                )
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
@@ -131,11 +144,15 @@ def curves_figure(current, base, base_name):
 
 def plots_template():
     """DVC's page layout with Vega inlined instead of loaded from a CDN."""
-    scripts = "\n".join(f"<script>{(VEGA_DIR / name).read_text()}</script>"
-                        for name in ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js"))
-    return ("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>DVC plots</title>\n"
-            f"{scripts}\n<style>table {{ border-spacing: 15px; }}</style>\n</head>\n<body>\n{{plot_divs}}\n"
-            "</body>\n</html>\n")
+    scripts = "\n".join(
+        f"<script>{(VEGA_DIR / name).read_text()}</script>"
+        for name in ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
+    )
+    return (
+        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n<title>DVC plots</title>\n'
+        f"{scripts}\n<style>table {{ border-spacing: 15px; }}</style>\n</head>\n<body>\n{{plot_divs}}\n"
+        "</body>\n</html>\n"
+    )
 
 
 def write_plots_html(base, out_dir=PLOTS_DIR):
@@ -166,9 +183,11 @@ def build_report(base="main"):
             text = git_show(base, (HISTORY_DIR / key).as_posix())
             if text:
                 base_history[key] = read_history(text)
-    history = {key: read_history((HISTORY_DIR / key).read_text())
-               for key in ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv")
-               if (HISTORY_DIR / key).is_file()}
+    history = {
+        key: read_history((HISTORY_DIR / key).read_text())
+        for key in ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv")
+        if (HISTORY_DIR / key).is_file()
+    }
     save_figure(CURVES_FIGURE, curves_figure(history, base_history, base or "base"))
     write_plots_html(base if has_base else None)
 
@@ -184,8 +203,10 @@ def build_report(base="main"):
     lines += ["## Predictions", "", image("predictions", REPORTS / "figures/predictions.png"), ""]
     if stimuli:
         lines += ["## Maximum stimuli", "", "| layer | filters | dead | mean activation |", "|---|---:|---:|---:|"]
-        lines += [f"| {name} | {r['filters']} | {r['dead']} | {r['mean_activation']:.4f} |"
-                  for name, r in stimuli.get("layers", {}).items()]
+        lines += [
+            f"| {name} | {r['filters']} | {r['dead']} | {r['mean_activation']:.4f} |"
+            for name, r in stimuli.get("layers", {}).items()
+        ]
         lines.append("")
         for name in [*stimuli.get("layers", {}), "classes"]:
             lines += [f"### {name}", "", image(name, REPORTS / f"figures/stimuli/{name}.png"), ""]

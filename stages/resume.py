@@ -8,6 +8,7 @@ atomic rename), and the state lives in a directory keyed by a hash of the train
 params, the data and the training code: DVC never deletes it (it is no stage
 output) and a run with anything changed cannot warm-start from it.
 """
+
 import hashlib
 import json
 import re

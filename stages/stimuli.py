@@ -4,6 +4,7 @@ The tutorial's method (gradient ascent on the input, gradient L2-normalised,
 from small random noise, dropout off), run for all filters of a layer at once:
 one batch image per filter, inside one compiled tf.function per layer.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -100,7 +101,9 @@ def make_ascent(objective, iterations, step, jitter=0, blur_sigma=0.0):
         for i in tf.range(iterations):
             shift = tf.zeros([2], tf.int32)
             if jitter:
-                shift = tf.random.stateless_uniform([2], tf.stack([seed, tf.cast(i, tf.int64)]), -jitter, jitter + 1, tf.int32)
+                shift = tf.random.stateless_uniform(
+                    [2], tf.stack([seed, tf.cast(i, tf.int64)]), -jitter, jitter + 1, tf.int32
+                )
                 images = tf.roll(images, shift, axis=[1, 2])
             with tf.GradientTape() as tape:
                 tape.watch(images)
@@ -128,5 +131,7 @@ def maximum_stimuli(submodel, count, rng, iterations, step, noise_scale, jitter=
     start = tf.constant(starting_noise(count, rng, noise_scale))
     targets = tf.range(count)
     initial = objective(start, targets)
-    images, final = make_ascent(objective, iterations, step, jitter, blur_sigma)(start, targets, tf.constant(seed, tf.int64))
+    images, final = make_ascent(objective, iterations, step, jitter, blur_sigma)(
+        start, targets, tf.constant(seed, tf.int64)
+    )
     return images.numpy(), initial.numpy(), final.numpy()

@@ -5,6 +5,7 @@ categorical cross-entropy, shuffled batches, validated on the test set each epoc
 Killed at any moment, the next run resumes from the last completed epoch and
 ends with the same weights as an uninterrupted run.
 """
+
 import json
 import math
 import sys
@@ -123,7 +124,9 @@ def train(params, prepared_dir=PREPARED_DIR, model_file=MODEL_FILE, state_root=r
             validation_data=(arrays["x_test"], y_test),
             validation_batch_size=max(batch_size, 256),
             callbacks=[
-                keras.callbacks.LearningRateScheduler(lr_schedule(params["learning_rate"], params["lr_decay"]), verbose=1),
+                keras.callbacks.LearningRateScheduler(
+                    lr_schedule(params["learning_rate"], params["lr_decay"]), verbose=1
+                ),
                 resume.ReseedDropout(params["seed"]),
                 checkpointer,
                 DVCLiveCallback(live=live),

@@ -5,6 +5,7 @@ index and final activation; dead filters, whose activation stays <= 0, are
 marked rather than hidden), reports/figures/stimuli/classes.png,
 reports/figures/kernels.png, and reports/stimuli.json with every activation.
 """
+
 import json
 import sys
 import time
@@ -58,8 +59,15 @@ def stimuli_figure(images, activations, title, labels=None, cols=8):
         r, c = divmod(i, cols)
         name = labels[i] if labels else f"#{i}"
         text = f"{name} dead ({activation:.2g})" if dead[i] else f"{name}: {activation:.3g}"
-        ax.text(c * (size + col_gap) + size / 2, r * (size + row_gap) + size + 1, text,
-                ha="center", va="top", fontsize=8, color="tab:red" if dead[i] else "black")
+        ax.text(
+            c * (size + col_gap) + size / 2,
+            r * (size + row_gap) + size + 1,
+            text,
+            ha="center",
+            va="top",
+            fontsize=8,
+            color="tab:red" if dead[i] else "black",
+        )
     return fig
 
 
@@ -109,34 +117,50 @@ def visualize(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=
         raise PipelineError(f"{model_file}: the model has no convolutional activation layers to visualise")
     image = stimuli.normalized_input(model)
     rng = np.random.default_rng(params["seed"])
-    options = dict(iterations=params["iterations"], step=params["step"], jitter=params["jitter"],
-                   blur_sigma=params["blur_sigma"], seed=params["seed"])
+    options = dict(
+        iterations=params["iterations"],
+        step=params["step"],
+        jitter=params["jitter"],
+        blur_sigma=params["blur_sigma"],
+        seed=params["seed"],
+    )
     reports = Path(reports)
     record = {"layers": {}}
     started = time.perf_counter()
     for layer in layers:
         submodel = keras.Model(image, layer.output)
         count = layer.output.shape[-1]
-        images, _, final = stimuli.maximum_stimuli(submodel, count, rng, noise_scale=stimuli.CONV_NOISE_SCALE, **options)
+        images, _, final = stimuli.maximum_stimuli(
+            submodel, count, rng, noise_scale=stimuli.CONV_NOISE_SCALE, **options
+        )
         rgb = stimuli.image_values_to_rgb(images, stats["mean"], stats["std"])
         record["layers"][layer.name] = layer_record(final)
-        save_figure(reports / STIMULI_DIR / f"{layer.name}.png",
-                    stimuli_figure(rgb, final, f"Maximum stimuli of {layer.name} ({count} filters)"))
-        progress(f"stimuli of {layer.name}: {count} filters, {record['layers'][layer.name]['dead']} dead "
-                 f"({time.perf_counter() - started:.1f}s)")
+        save_figure(
+            reports / STIMULI_DIR / f"{layer.name}.png",
+            stimuli_figure(rgb, final, f"Maximum stimuli of {layer.name} ({count} filters)"),
+        )
+        progress(
+            f"stimuli of {layer.name}: {count} filters, {record['layers'][layer.name]['dead']} dead "
+            f"({time.perf_counter() - started:.1f}s)"
+        )
 
     scores = keras.Model(image, stimuli.class_score_tensor(model))
-    images, _, final = stimuli.maximum_stimuli(scores, len(classes), rng, noise_scale=stimuli.DENSE_NOISE_SCALE,
-                                               **options)
+    images, _, final = stimuli.maximum_stimuli(
+        scores, len(classes), rng, noise_scale=stimuli.DENSE_NOISE_SCALE, **options
+    )
     rgb = stimuli.image_values_to_rgb(images, stats["mean"], stats["std"])
     record["classes"] = {name: round(float(v), 6) for name, v in zip(classes, final)}
-    save_figure(reports / STIMULI_DIR / "classes.png",
-                stimuli_figure(rgb, final, "Maximum stimuli of the class scores (before softmax)", labels=classes))
+    save_figure(
+        reports / STIMULI_DIR / "classes.png",
+        stimuli_figure(rgb, final, "Maximum stimuli of the class scores (before softmax)", labels=classes),
+    )
     first_conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
     save_figure(reports / KERNELS_FIGURE, kernels_figure(np.asarray(first_conv.kernel)))
     write_json(reports / STIMULI_JSON, record)
-    progress(f"visualised {sum(r['filters'] for r in record['layers'].values())} filters of {len(layers)} layers "
-             f"and {len(classes)} classes in {time.perf_counter() - started:.1f}s")
+    progress(
+        f"visualised {sum(r['filters'] for r in record['layers'].values())} filters of {len(layers)} layers "
+        f"and {len(classes)} classes in {time.perf_counter() - started:.1f}s"
+    )
     return record
 
 

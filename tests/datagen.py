@@ -1,4 +1,5 @@
 """Tiny datasets in the real formats, generated for the tests (no network, no ../shared)."""
+
 import io
 import pickle
 import tarfile
@@ -52,7 +53,9 @@ def write_cifar_archive(path, train_per_batch=20, test=20, seed=0, batch_overrid
         for i, (x, y) in enumerate(parts, start=1):
             name = f"data_batch_{i}"
             _add_bytes(tar, f"cifar-10-batches-py/{name}", batch_override.get(name, cifar_batch_bytes(x, y)))
-        _add_bytes(tar, "cifar-10-batches-py/test_batch", batch_override.get("test_batch", cifar_batch_bytes(x_test, y_test)))
+        _add_bytes(
+            tar, "cifar-10-batches-py/test_batch", batch_override.get("test_batch", cifar_batch_bytes(x_test, y_test))
+        )
         _add_bytes(tar, "cifar-10-batches-py/readme.html", b"<html></html>")
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])

@@ -1,4 +1,5 @@
 """A throwaway git + DVC copy of the project, for running the real `dvc` and `git` commands."""
+
 import os
 import shutil
 import subprocess

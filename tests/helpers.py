@@ -1,4 +1,5 @@
 """Shared test helpers: tiny prepared workspaces and running stages as real processes."""
+
 import os
 import subprocess
 import sys
@@ -25,8 +26,13 @@ def prepare_workspace(path, train_images=100, test_images=40, **train_params):
         preprocess={"max_train_images": train_images, "max_test_images": test_images},
         train={**TINY_TRAIN, **train_params},
     )
-    preprocess(archive, path / "data/prepared", params["preprocess"], path / "reports/figures/samples.png",
-               progress=lambda m: None)
+    preprocess(
+        archive,
+        path / "data/prepared",
+        params["preprocess"],
+        path / "reports/figures/samples.png",
+        progress=lambda m: None,
+    )
     return params
 
 
@@ -39,7 +45,11 @@ def stage_env():
 
 def run_stage_process(stage, cwd, check=True, timeout=300):
     result = subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}"], cwd=cwd, env=stage_env(), capture_output=True, text=True,
+        [sys.executable, "-m", f"stages.{stage}"],
+        cwd=cwd,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
     if check and result.returncode != 0:
@@ -49,8 +59,11 @@ def run_stage_process(stage, cwd, check=True, timeout=300):
 
 def start_stage_process(stage, cwd):
     return subprocess.Popen(
-        [sys.executable, "-m", f"stages.{stage}"], cwd=cwd, env=stage_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", f"stages.{stage}"],
+        cwd=cwd,
+        env=stage_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

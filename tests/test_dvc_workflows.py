@@ -1,4 +1,5 @@
 """The users' loop through the real `dvc` and `git` commands: compare commits, experiments, queues, remotes."""
+
 import json
 import shutil
 import subprocess
@@ -51,7 +52,9 @@ def test_metrics_params_and_plots_diff_between_commits(repo):
     assert cat["old"] == old_metrics["per_class"]["cat"]["recall"]
     stimulus = metrics["reports/stimuli.json"]["layers.leaky_re_lu_4.mean_activation"]
     assert stimulus["old"] == old_stimuli["layers"]["leaky_re_lu_4"]["mean_activation"]
-    assert stimulus["new"] == read_json(repo.path / "reports/stimuli.json")["layers"]["leaky_re_lu_4"]["mean_activation"]
+    assert (
+        stimulus["new"] == read_json(repo.path / "reports/stimuli.json")["layers"]["leaky_re_lu_4"]["mean_activation"]
+    )
 
     params = json.loads(repo.dvc("params", "diff", "HEAD", "--json").stdout)["params.yaml"]
     lr, epochs = params["train.learning_rate"], params["train.epochs"]
@@ -60,8 +63,11 @@ def test_metrics_params_and_plots_diff_between_commits(repo):
     plots = json.loads(repo.dvc("plots", "diff", "HEAD", "--json").stdout)["data"]
     for name in ("Loss", "Accuracy", "Confusion matrix"):  # both runs on one chart
         assert {row["rev"] for row in plots[name][0]["content"]["data"]["values"]} == {"HEAD", "workspace"}
-    workspace_loss = [float(r["loss"]) for r in plots["Loss"][0]["content"]["data"]["values"]
-                      if r["rev"] == "workspace" and r["filename"] == "train/loss.tsv"]
+    workspace_loss = [
+        float(r["loss"])
+        for r in plots["Loss"][0]["content"]["data"]["values"]
+        if r["rev"] == "workspace" and r["filename"] == "train/loss.tsv"
+    ]
     assert len(workspace_loss) == 2  # the two epochs of the new run
     images = plots["reports/figures/stimuli/leaky_re_lu_1.png"]
     assert {image["revisions"][0] for image in images} == {"HEAD", "workspace"}
@@ -126,8 +132,9 @@ def test_report_compares_with_base_and_its_html_draws(repo):
     repo.run(sys.executable, "-m", "stages.report", "--base", "HEAD")
     report = (repo.path / "reports/report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| accuracy |"))
-    assert row == (f"| accuracy | {new['accuracy']:.4f} | {old['accuracy']:.4f} | "
-                   f"{new['accuracy'] - old['accuracy']:+.4f} |")
+    assert row == (
+        f"| accuracy | {new['accuracy']:.4f} | {old['accuracy']:.4f} | {new['accuracy'] - old['accuracy']:+.4f} |"
+    )
     assert "| train.learning_rate | 0.0050 | 0.0010 |" in report
     images = [line[line.index("](") + 2 : -1] for line in report.splitlines() if line.startswith("![")]
     assert len(images) >= 9 and all((repo.path / "reports" / path).is_file() for path in images)
@@ -138,10 +145,23 @@ def test_report_compares_with_base_and_its_html_draws(repo):
     if browser is None:
         pytest.skip("no chromium on this machine (.ci/run installs it)")
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={repo.path.parent / 'chromium'}",
-         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={repo.path.parent / 'chromium'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     # vega-embed draws each chart into an element of class "marks": loss, accuracy, learning rate, confusion.
     assert dom.count('class="marks"') == 4

@@ -25,8 +25,12 @@ def test_metrics_agree_with_first_principles():
         precision, recall = tp / np.sum(predicted == k), tp / np.sum(y_true == k)
         assert metrics["per_class"][name]["precision"] == pytest.approx(precision, abs=1e-6)
         assert metrics["per_class"][name]["recall"] == pytest.approx(recall, abs=1e-6)
-        assert metrics["per_class"][name]["f1-score"] == pytest.approx(2 * precision * recall / (precision + recall), abs=1e-6)
-    assert metrics["macro"]["recall"] == pytest.approx(np.mean([metrics["per_class"][c]["recall"] for c in classes]), abs=1e-6)
+        assert metrics["per_class"][name]["f1-score"] == pytest.approx(
+            2 * precision * recall / (precision + recall), abs=1e-6
+        )
+    assert metrics["macro"]["recall"] == pytest.approx(
+        np.mean([metrics["per_class"][c]["recall"] for c in classes]), abs=1e-6
+    )
 
 
 def test_confusion_rows_name_classes():

@@ -1,4 +1,5 @@
 """fetch: local paths, file:// URLs, the Keras cache, and real downloads from a loopback HTTP server."""
+
 import hashlib
 import http.server
 import tarfile

@@ -1,4 +1,5 @@
 """End to end: the real `dvc repro` on a tiny generated dataset in a throwaway git + DVC repo."""
+
 import json
 
 import numpy as np

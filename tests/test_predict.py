@@ -14,8 +14,12 @@ from tests.helpers import prepare_workspace
 def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("predict")
     params = prepare_workspace(path, epochs=1)
-    train(params["train"], prepared_dir=path / "data/prepared", model_file=path / "models/model.keras",
-          state_root=path / ".train_state")
+    train(
+        params["train"],
+        prepared_dir=path / "data/prepared",
+        model_file=path / "models/model.keras",
+        state_root=path / ".train_state",
+    )
     return path
 
 
@@ -58,8 +62,10 @@ def test_bad_files_are_reported_and_the_others_classified(trained, tmp_path, cap
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     missing = tmp_path / "missing.png"
     with pytest.raises(SystemExit) as exit_info:
-        run_stage(main, ["--model", str(trained / "models/model.keras"), "--json", str(corrupt), good, str(tmp_path),
-                         str(missing)])
+        run_stage(
+            main,
+            ["--model", str(trained / "models/model.keras"), "--json", str(corrupt), good, str(tmp_path), str(missing)],
+        )
     assert exit_info.value.code == 1
     captured = capsys.readouterr()
     assert list(json.loads(captured.out)["predictions"]) == [good]
@@ -73,4 +79,7 @@ def test_bad_files_are_reported_and_the_others_classified(trained, tmp_path, cap
 def test_missing_model(tmp_path, capsys):
     images = write_images(tmp_path)
     assert run_stage(main, ["--model", str(tmp_path / "none.keras"), *images]) == 2
-    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'none.keras'}: model not found; run `dvc repro` (or `dvc pull`) first"
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: {tmp_path / 'none.keras'}: model not found; run `dvc repro` (or `dvc pull`) first"
+    )

@@ -9,7 +9,7 @@ from PIL import Image
 from stages.datasets import decode_image, read_dataset
 from stages.errors import PipelineError
 from stages.preprocess import balanced_subset, normalized_stats, preprocess
-from tests.datagen import CLASSES, cifar_batch_bytes, encode_image, write_cifar_archive, write_image_folder_archive
+from tests.datagen import CLASSES, encode_image, write_cifar_archive, write_image_folder_archive
 
 PARAMS = {"max_train_images": None, "max_test_images": None, "seed": 0}
 
@@ -96,7 +96,9 @@ def test_undecodable_image_names_the_member(tmp_path):
 
 
 def test_class_folders_must_agree(tmp_path):
-    write_image_folder_archive(tmp_path / "f.tar", extra={"train/unicorn/0.png": encode_image(np.zeros((32, 32, 3), np.uint8))})
+    write_image_folder_archive(
+        tmp_path / "f.tar", extra={"train/unicorn/0.png": encode_image(np.zeros((32, 32, 3), np.uint8))}
+    )
     with pytest.raises(PipelineError, match=r"class folders differ.*only in train: \['unicorn'\]"):
         read_dataset(tmp_path / "f.tar", progress=lambda msg: None)
 

@@ -16,9 +16,25 @@ def test_seed_cnn_is_the_tutorials_network():
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 1_084_234
     kinds = [type(layer).__name__ for layer in model.layers[2:]]
     assert kinds == [
-        "Conv2D", "LeakyReLU", "Conv2D", "LeakyReLU", "MaxPooling2D", "Dropout",
-        "Conv2D", "LeakyReLU", "Conv2D", "LeakyReLU", "MaxPooling2D", "Dropout",
-        "Flatten", "Dense", "LeakyReLU", "Dropout", "Dense", "LeakyReLU", "Activation",
+        "Conv2D",
+        "LeakyReLU",
+        "Conv2D",
+        "LeakyReLU",
+        "MaxPooling2D",
+        "Dropout",
+        "Conv2D",
+        "LeakyReLU",
+        "Conv2D",
+        "LeakyReLU",
+        "MaxPooling2D",
+        "Dropout",
+        "Flatten",
+        "Dense",
+        "LeakyReLU",
+        "Dropout",
+        "Dense",
+        "LeakyReLU",
+        "Activation",
     ]
     assert [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)] == [16, 32, 32, 64]
 
@@ -107,8 +123,12 @@ def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, monk
 
     state_root = tmp_path / "state"
     with pytest.raises(Crash):
-        train(params["train"], model_file=tmp_path / "crashed.keras", state_root=state_root,
-              callbacks=[CrashAfterFirstEpoch()])
+        train(
+            params["train"],
+            model_file=tmp_path / "crashed.keras",
+            state_root=state_root,
+            callbacks=[CrashAfterFirstEpoch()],
+        )
     done, _, history = resume.latest_checkpoint(next(state_root.iterdir()))
     assert done == 1 and len(history["loss"]) == 1
     _, resumed_history = train(params["train"], model_file=tmp_path / "resumed.keras", state_root=state_root)

@@ -31,7 +31,10 @@ def tiny_conv_model(dead_filters=2, live_filters=3):
 def test_finds_the_four_conv_activations_of_seed_cnn():
     model = build_model("seed_cnn", 10)
     assert [layer.name for layer in stimuli.conv_activation_layers(model)] == [
-        "leaky_re_lu_1", "leaky_re_lu_2", "leaky_re_lu_3", "leaky_re_lu_4"
+        "leaky_re_lu_1",
+        "leaky_re_lu_2",
+        "leaky_re_lu_3",
+        "leaky_re_lu_4",
     ]
     # The class score is the softmax's input, not the probabilities.
     assert stimuli.class_score_tensor(model) is model.get_layer("leaky_re_lu_6").output
