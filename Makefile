@@ -25,6 +25,11 @@ test: install
 report: install
 	python -m stages.report --base $(BASE)
 
+# Every benchmark, on real data: make benchmark SOURCE=path/to/cifar10-archive-or-folder
+benchmark: install
+	$(if $(SOURCE),,$(error set SOURCE to a CIFAR-10 archive or image folder))
+	python -m benchmarks.run_all --source $(SOURCE)
+
 # Re-pin requirements.txt after editing requirements.in.
 lock:
 	$(PYTHON) -m venv $(VENV)
