@@ -72,11 +72,11 @@ def compile_model(model, learning_rate):
     )
 
 
-def make_live(history):
+def make_live(history, live_dir=LIVE_DIR):
     """A DVCLive logger that holds the history of epochs done before a resume."""
     from dvclive import Live
 
-    live = Live(dir=str(LIVE_DIR), dvcyaml=False, save_dvc_exp=False, report=None)
+    live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
     for epoch in range(len(next(iter(history.values()), []))):
         for name, values in history.items():
             live.log_metric(_live_name(name), values[epoch])
@@ -90,7 +90,14 @@ def _live_name(name):
     return standardize_metric_name(name, "dvclive.keras")
 
 
-def train(params, prepared_dir=PREPARED_DIR, model_file=MODEL_FILE, state_root=resume.STATE_ROOT, callbacks=()):
+def train(
+    params,
+    prepared_dir=PREPARED_DIR,
+    model_file=MODEL_FILE,
+    state_root=resume.STATE_ROOT,
+    live_dir=LIVE_DIR,
+    callbacks=(),
+):
     """Train (or resume) and write the model; returns the model and its per-epoch history."""
     from dvclive.keras import DVCLiveCallback
 
@@ -113,7 +120,7 @@ def train(params, prepared_dir=PREPARED_DIR, model_file=MODEL_FILE, state_root=r
     y_train = keras.utils.to_categorical(arrays["y_train"], num_classes)
     y_test = keras.utils.to_categorical(arrays["y_test"], num_classes)
     batch_size = params["batch_size"]
-    live = make_live(history)
+    live = make_live(history, live_dir)
     checkpointer = resume.EpochCheckpoint(state, history)
     if done < params["epochs"]:
         model.fit(

@@ -19,6 +19,7 @@ def trained(tmp_path_factory):
         prepared_dir=path / "data/prepared",
         model_file=path / "models/model.keras",
         state_root=path / ".train_state",
+        live_dir=path / "reports/train",
     )
     return path
 
