@@ -15,11 +15,11 @@ import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
 
 from stages.atomic import save_figure, write_json, write_text
-from stages.errors import PipelineError, run_stage
+from stages.errors import run_stage
+from stages.models import MODEL_FILE
 from stages.params import load_section
 from stages.preprocess import PREPARED_DIR
 
-MODEL_FILE = Path("models/model.keras")
 METRICS_FILE = Path("reports/metrics.json")
 CONFUSION_DATA = Path("reports/eval/confusion.csv")
 CONFUSION_FIGURE = Path("reports/figures/confusion_matrix.png")
@@ -54,15 +54,12 @@ def confusion_rows(y_true, predicted, classes):
 
 
 def evaluate(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=Path(".")):
-    import keras
-
     from stages.figures import confusion_figure, predictions_figure
+    from stages.models import load_trained_model
     from stages.train import load_prepared
 
-    if not Path(model_file).is_file():
-        raise PipelineError(f"{model_file}: model not found; run the train stage first")
+    model = load_trained_model(model_file)
     arrays, classes = load_prepared(prepared_dir)
-    model = keras.models.load_model(model_file)
     probabilities = model.predict(arrays["x_test"], batch_size=params["batch_size"], verbose=0)
     y_true = arrays["y_test"]
     predicted = probabilities.argmax(axis=1)

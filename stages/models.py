@@ -1,9 +1,14 @@
 """Model builders, chosen by `train.model`. Every model takes raw uint8 pixels."""
 
+from pathlib import Path
+
 import keras
 from keras import layers
 
+from stages.errors import PipelineError
+
 INPUT_SHAPE = (32, 32, 3)
+MODEL_FILE = Path("models/model.keras")
 
 
 def normalized_input(name="image"):
@@ -58,3 +63,14 @@ MODELS = {"seed_cnn": seed_cnn}
 
 def build_model(name, num_classes):
     return MODELS[name](num_classes)
+
+
+def load_trained_model(model_file=MODEL_FILE):
+    """keras.models.load_model, with one clear error line for a missing or damaged file."""
+    model_file = Path(model_file)
+    if not model_file.is_file():
+        raise PipelineError(f"{model_file}: model not found; run `dvc repro` (or `dvc pull`) first")
+    try:
+        return keras.models.load_model(model_file)
+    except Exception as err:  # Keras raises many types for a damaged file
+        raise PipelineError(f"{model_file}: cannot load the model: {err}") from err

@@ -17,7 +17,7 @@ import numpy as np
 from stages.datasets import decode_image
 from stages.errors import PipelineError, run_stage
 
-MODEL_FILE = Path("models/model.keras")
+MODEL_FILE = Path("models/model.keras")  # models.MODEL_FILE, without importing Keras for --help
 
 
 def classes_file(model_file):
@@ -26,19 +26,13 @@ def classes_file(model_file):
 
 def load_classifier(model_file):
     """(model, class names); PipelineError when either is missing or unreadable."""
-    model_file = Path(model_file)
-    if not model_file.is_file():
-        raise PipelineError(f"{model_file}: model not found; run `dvc repro` (or `dvc pull`) first")
+    from stages.models import load_trained_model  # imports Keras: seconds
+
+    model = load_trained_model(model_file)
     try:
         classes = json.loads(classes_file(model_file).read_text())
     except (OSError, ValueError) as err:
         raise PipelineError(f"{classes_file(model_file)}: cannot read the class names: {err}") from err
-    import keras
-
-    try:
-        model = keras.models.load_model(model_file)
-    except Exception as err:  # Keras raises many types for a damaged file
-        raise PipelineError(f"{model_file}: cannot load the model: {err}") from err
     return model, classes
 
 

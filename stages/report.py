@@ -27,6 +27,7 @@ PLOTS_DIR = REPORTS / "plots"
 CURVES_FIGURE = REPORTS / "figures/training_curves.png"
 HISTORY_DIR = REPORTS / "train/plots/metrics"
 VEGA_DIR = Path(__file__).parent / "vendor" / "vega"
+HISTORY_KEYS = ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv")
 HEADLINE = ["accuracy", "loss", "macro.precision", "macro.recall", "macro.f1-score"]
 
 
@@ -179,14 +180,12 @@ def build_report(base="main"):
         text = git_show(base, metrics_file.as_posix())
         base_metrics = flatten(json.loads(text)) if text else None
         params_diff = json.loads(dvc("params", "diff", base, "--json") or "{}")
-        for key in ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv"):
+        for key in HISTORY_KEYS:
             text = git_show(base, (HISTORY_DIR / key).as_posix())
             if text:
                 base_history[key] = read_history(text)
     history = {
-        key: read_history((HISTORY_DIR / key).read_text())
-        for key in ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv")
-        if (HISTORY_DIR / key).is_file()
+        key: read_history((HISTORY_DIR / key).read_text()) for key in HISTORY_KEYS if (HISTORY_DIR / key).is_file()
     }
     save_figure(CURVES_FIGURE, curves_figure(history, base_history, base or "base"))
     write_plots_html(base if has_base else None)

@@ -99,7 +99,7 @@ def make_ascent(objective, iterations, step, jitter=0, blur_sigma=0.0):
     @tf.function(reduce_retracing=True)
     def ascend(images, targets, seed):
         for i in tf.range(iterations):
-            shift = tf.zeros([2], tf.int32)
+            shift = tf.zeros([2], tf.int32)  # autograph needs every loop variable defined on all paths
             if jitter:
                 shift = tf.random.stateless_uniform(
                     [2], tf.stack([seed, tf.cast(i, tf.int64)]), -jitter, jitter + 1, tf.int32

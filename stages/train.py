@@ -19,11 +19,10 @@ import tensorflow as tf
 from stages import models, resume
 from stages.atomic import atomic_path, write_json
 from stages.errors import run_stage
-from stages.models import build_model
+from stages.models import MODEL_FILE, build_model
 from stages.params import load_section
 from stages.preprocess import PREPARED_DIR
 
-MODEL_FILE = Path("models/model.keras")
 LIVE_DIR = Path("reports/train")
 # The code that determines the trained weights: part of the resume key.
 CODE_FILES = [Path(__file__), Path(resume.__file__), Path(models.__file__)]

@@ -16,10 +16,10 @@ import numpy as np
 
 from stages.atomic import save_figure, write_json
 from stages.errors import PipelineError, run_stage
+from stages.models import MODEL_FILE
 from stages.params import load_section
 from stages.preprocess import PREPARED_DIR
 
-MODEL_FILE = Path("models/model.keras")
 STIMULI_DIR = Path("reports/figures/stimuli")
 KERNELS_FIGURE = Path("reports/figures/kernels.png")
 STIMULI_JSON = Path("reports/stimuli.json")
@@ -106,12 +106,12 @@ def visualize(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=
 
     from stages import stimuli
 
-    if not Path(model_file).is_file():
-        raise PipelineError(f"{model_file}: model not found; run the train stage first")
+    from stages.models import load_trained_model
+
+    model = load_trained_model(model_file)
     tf.config.experimental.enable_op_determinism()
     stats = json.loads((Path(prepared_dir) / "stats.json").read_text())
     classes = json.loads((Path(prepared_dir) / "classes.json").read_text())
-    model = keras.models.load_model(model_file)
     layers = stimuli.conv_activation_layers(model)
     if not layers:
         raise PipelineError(f"{model_file}: the model has no convolutional activation layers to visualise")
