@@ -1,29 +1,36 @@
 """Training throughput of seed_cnn at the tutorial's recipe (batch 32), images per second.
 
-Ours: the train stage's input pipeline (uint8 images in memory, normalised inside
-the model, per-epoch stateless shuffle, tf.data with prefetch). Baseline: the
-tutorial's way, plain `model.fit` on float32 NumPy arrays normalised beforehand.
-Both in this process, on the same data, after a warm-up epoch each.
+Ours: the train stage's loop (uint8 images in memory, normalised inside the model,
+per-epoch stateless shuffle, tf.data with prefetch, deterministic ops) under the
+stage's TensorFlow settings (oneDNN on, see stages/__init__.py). Baseline: the
+tutorial's way, plain `model.fit` on float32 NumPy arrays normalised beforehand,
+under TensorFlow's default settings; and, to show where the gain comes from, the
+same with our oneDNN setting. Each runs in its own process (TensorFlow reads the
+setting once, at import), on the same random data, after a warm-up epoch.
 
-    python -m benchmarks.bench_train [--images 6400] [--epochs 2] [--json out.json]
+    python -m benchmarks.bench_train [--images 6400] [--epochs 2] [--batch-size 32] [--json out.json]
 """
 
 import argparse
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-import stages  # noqa: F401  (first: sets TensorFlow's environment before it loads)
-import keras
-import numpy as np
-
-from stages.models import build_model, seed_cnn
-from stages.train import compile_model, training_batches
+PROJECT = Path(__file__).resolve().parents[1]
+# An empty value makes TensorFlow fall back to its own default (it warns that it did).
+TF_DEFAULT_ONEDNN = ""
 
 
 def tutorial_model():
     """seed_cnn without the built-in normalisation: it takes float32 x/255 - 0.5."""
+    import keras
+
+    from stages.models import seed_cnn
+
     model = seed_cnn(10)
     inputs = keras.Input((32, 32, 3), dtype="float32")
     x = inputs
@@ -39,44 +46,67 @@ def images_per_second(fit, count, epochs):
     return count * epochs / (time.perf_counter() - start)
 
 
-def run(count=6400, epochs=2, batch_size=32, seed=0):
+def measure(part, count, epochs, batch_size, seed=0):
+    """Images/s of one part ('ours' or 'baseline') in this process."""
+    import keras
+    import numpy as np
+
+    from benchmarks.settings import settings
+    from stages.models import build_model
+    from stages.train import compile_model, training_batches
+
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
     y = keras.utils.to_categorical(rng.integers(0, 10, count), 10)
-
     keras.utils.set_random_seed(seed)
-    ours_model = build_model("seed_cnn", 10)
-    compile_model(ours_model, 0.005)
-    steps = math.ceil(count / batch_size)
-    ours = images_per_second(
-        lambda n: ours_model.fit(
+    if part == "ours":
+        from stages.runtime import configure_tensorflow
+
+        configure_tensorflow()  # as the train stage does
+        model = build_model("seed_cnn", 10)
+        compile_model(model, 0.005)
+        steps = math.ceil(count / batch_size)
+        fit = lambda n: model.fit(  # noqa: E731
             training_batches(x, y, batch_size, seed, 0, n), steps_per_epoch=steps, epochs=n, verbose=0
-        ),
-        count,
-        epochs,
-    )
+        )
+    else:
+        model = tutorial_model()
+        compile_model(model, 0.005)
+        x_float = (x / 255 - 0.5).astype("float32")  # the tutorial's normalize()
+        fit = lambda n: model.fit(x_float, y, batch_size=batch_size, epochs=n, shuffle=True, verbose=0)  # noqa: E731
+    return {"images_per_s": round(images_per_second(fit, count, epochs), 1), "settings": settings()}
 
-    keras.utils.set_random_seed(seed)
-    baseline_model = tutorial_model()
-    compile_model(baseline_model, 0.005)
-    x_float = x / 255 - 0.5  # the tutorial's normalize(), float64 -> cast by Keras
-    x_float = x_float.astype("float32")
-    baseline = images_per_second(
-        lambda n: baseline_model.fit(x_float, y, batch_size=batch_size, epochs=n, shuffle=True, verbose=0),
-        count,
-        epochs,
-    )
+
+def in_subprocess(part, count, epochs, batch_size, onednn=None):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    if onednn is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = onednn
+    command = [sys.executable, "-m", "benchmarks.bench_train", "--part", part, "--images", str(count),
+               "--epochs", str(epochs), "--batch-size", str(batch_size)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run(count=6400, epochs=2, batch_size=32):
+    ours = in_subprocess("ours", count, epochs, batch_size)
+    baseline = in_subprocess("baseline", count, epochs, batch_size, onednn=TF_DEFAULT_ONEDNN)
+    same_settings = in_subprocess("baseline", count, epochs, batch_size)
     row = {
         "benchmark": "train_throughput",
         "batch_size": batch_size,
         "images": count,
-        "ours_images_per_s": round(ours, 1),
-        "baseline_images_per_s": round(baseline, 1),
-        "ratio": round(ours / baseline, 2),
+        "ours_images_per_s": ours["images_per_s"],
+        "baseline_images_per_s": baseline["images_per_s"],
+        "ratio": round(ours["images_per_s"] / baseline["images_per_s"], 2),
+        "baseline_with_our_settings_images_per_s": same_settings["images_per_s"],
+        "ratio_at_same_settings": round(ours["images_per_s"] / same_settings["images_per_s"], 2),
+        "settings": {"ours": ours["settings"], "baseline": baseline["settings"]},
     }
     print(
-        f"train throughput (batch {batch_size}): ours {ours:7.1f} img/s  plain model.fit float32 "
-        f"{baseline:7.1f} img/s  ratio {ours / baseline:.2f}x"
+        f"train throughput (batch {batch_size}): ours {row['ours_images_per_s']:.0f} img/s; plain model.fit float32 "
+        f"{row['baseline_images_per_s']:.0f} img/s at TensorFlow's defaults (ratio {row['ratio']:.2f}x), "
+        f"{row['baseline_with_our_settings_images_per_s']:.0f} img/s with our oneDNN setting "
+        f"(ratio {row['ratio_at_same_settings']:.2f}x)"
     )
     return row
 
@@ -85,9 +115,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=6400)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--part", choices=["ours", "baseline"], help=argparse.SUPPRESS)  # one subprocess's share
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
-    row = run(args.images, args.epochs)
+    if args.part:
+        import stages  # noqa: F401  (sets the stage's TensorFlow environment unless the caller set it)
+
+        print(json.dumps(measure(args.part, args.images, args.epochs, args.batch_size)))
+        return
+    row = run(args.images, args.epochs, args.batch_size)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(row, indent=2) + "\n")

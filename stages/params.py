@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from stages import precision
 from stages.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
@@ -97,7 +98,10 @@ SCHEMA = {
         "epochs": positive_int(),
         "batch_size": positive_int(),
         "learning_rate": positive_number(),
+        "schedule": choice("exponential", "warmup_cosine"),
         "lr_decay": positive_number("a number in (0, 1]", maximum=1),
+        "warmup_epochs": Rule((int, float), "a number of epochs from 0 to 100", minimum=0, maximum=100),
+        "precision": choice(*precision.CHOICES),
         "seed": non_negative_int(),
     },
     "evaluate": {

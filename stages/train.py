@@ -2,6 +2,8 @@
 
 The tutorial's recipe: Adamax at `learning_rate`, decayed as lr * lr_decay**epoch,
 categorical cross-entropy, shuffled batches, validated on the test set each epoch.
+`train.schedule: warmup_cosine` (for large batches) warms the rate up linearly for
+`warmup_epochs`, then decays it along a cosine to zero, step by step.
 Killed at any moment, the next run resumes from the last completed epoch and
 ends with the same weights as an uninterrupted run.
 """
@@ -9,6 +11,7 @@ ends with the same weights as an uninterrupted run.
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 
@@ -16,16 +19,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages import models, resume
+from stages import models, precision, resume
 from stages.atomic import atomic_path, write_json
 from stages.errors import run_stage
 from stages.models import MODEL_FILE, build_model
 from stages.params import load_section
 from stages.preprocess import PREPARED_DIR
+from stages.runtime import configure_tensorflow
 
 LIVE_DIR = Path("reports/train")
 # The code that determines the trained weights: part of the resume key.
-CODE_FILES = [Path(__file__), Path(resume.__file__), Path(models.__file__)]
+# stages/__init__.py sets TensorFlow's oneDNN switch, which changes the arithmetic.
+CODE_FILES = [Path(__file__), Path(resume.__file__), Path(models.__file__), Path(precision.__file__)]
+CODE_FILES.append(Path(__file__).with_name("runtime.py"))
+CODE_FILES.append(Path(__file__).with_name("__init__.py"))
 
 
 def load_prepared(prepared_dir=PREPARED_DIR):
@@ -61,6 +68,56 @@ def training_batches(x, y, batch_size, seed, first_epoch, epochs):
         .map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+def warmup_cosine(learning_rate, warmup_steps, total_steps):
+    """Linear warm-up from 0 to `learning_rate`, then cosine decay to 0 at the last step."""
+    return keras.optimizers.schedules.CosineDecay(
+        0.0,
+        decay_steps=max(1, total_steps - warmup_steps),
+        warmup_target=learning_rate,
+        warmup_steps=warmup_steps,
+    )
+
+
+def learning_rate_setup(params, steps_per_epoch):
+    """(the optimizer's learning rate, callbacks that drive it) for `train.schedule`."""
+    if params["schedule"] == "warmup_cosine":
+        total = params["epochs"] * steps_per_epoch
+        warmup = round(params["warmup_epochs"] * steps_per_epoch)
+        return warmup_cosine(params["learning_rate"], warmup, total), [LearningRateLogger()]
+    schedule = lr_schedule(params["learning_rate"], params["lr_decay"])
+    return params["learning_rate"], [keras.callbacks.LearningRateScheduler(schedule, verbose=1)]
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Logs the rate a step-wise schedule reached at the end of each epoch, as the tutorial's callback does."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            optimizer = self.model.optimizer
+            logs["learning_rate"] = float(optimizer.learning_rate)
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Adds `elapsed_s`, wall seconds of training (validation included) so far, to each epoch's logs.
+
+    Continues from the resumed history, so time to an accuracy reads straight off the history.
+    Must come before the callbacks that record the logs.
+    """
+
+    def __init__(self, history):
+        super().__init__()
+        past = history.get("elapsed_s", [])
+        self.elapsed = past[-1] if past else 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.elapsed += time.perf_counter() - self.started
+        if logs is not None:
+            logs["elapsed_s"] = round(self.elapsed, 3)
 
 
 def compile_model(model, learning_rate):
@@ -104,35 +161,41 @@ def train(
     data_files = sorted(Path(prepared_dir).glob("*.npy"))
     state = resume.state_dir(resume.run_key(params, data_files, CODE_FILES), state_root)
     keras.utils.set_random_seed(params["seed"])
-    tf.config.experimental.enable_op_determinism()
+    configure_tensorflow()
+
+    policy = precision.resolve(params["precision"])
+    print(f"precision: {policy} (train.precision: {params['precision']})")
+    batch_size = params["batch_size"]
+    steps_per_epoch = math.ceil(len(arrays["y_train"]) / batch_size)
+    learning_rate, schedule_callbacks = learning_rate_setup(params, steps_per_epoch)
 
     done, checkpoint, history = resume.latest_checkpoint(state)
     if checkpoint is not None:
         print(f"resuming from {checkpoint} ({done} of {params['epochs']} epochs done)")
-        model = keras.models.load_model(checkpoint)
+        model = keras.models.load_model(checkpoint)  # the optimizer, its schedule and step come back too
     else:
-        model = build_model(params["model"], len(classes))
-        compile_model(model, params["learning_rate"])
+        with precision.building_with(policy):
+            model = build_model(params["model"], len(classes))
+        compile_model(model, learning_rate)
         model.summary()
 
     num_classes = len(classes)
     y_train = keras.utils.to_categorical(arrays["y_train"], num_classes)
     y_test = keras.utils.to_categorical(arrays["y_test"], num_classes)
-    batch_size = params["batch_size"]
     live = make_live(history, live_dir)
+    live.log_param("precision", policy)  # what `auto` resolved to on this machine
     checkpointer = resume.EpochCheckpoint(state, history)
     if done < params["epochs"]:
         model.fit(
             training_batches(arrays["x_train"], y_train, batch_size, params["seed"], done, params["epochs"]),
-            steps_per_epoch=math.ceil(len(y_train) / batch_size),
+            steps_per_epoch=steps_per_epoch,
             epochs=params["epochs"],
             initial_epoch=done,
             validation_data=(arrays["x_test"], y_test),
             validation_batch_size=max(batch_size, 256),
             callbacks=[
-                keras.callbacks.LearningRateScheduler(
-                    lr_schedule(params["learning_rate"], params["lr_decay"]), verbose=1
-                ),
+                EpochClock(history),
+                *schedule_callbacks,
                 resume.ReseedDropout(params["seed"]),
                 checkpointer,
                 DVCLiveCallback(live=live),

@@ -107,9 +107,10 @@ def visualize(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=
     from stages import stimuli
 
     from stages.models import load_trained_model
+    from stages.runtime import configure_tensorflow
 
     model = load_trained_model(model_file)
-    tf.config.experimental.enable_op_determinism()
+    configure_tensorflow()
     stats = json.loads((Path(prepared_dir) / "stats.json").read_text())
     classes = json.loads((Path(prepared_dir) / "classes.json").read_text())
     layers = stimuli.conv_activation_layers(model)
@@ -127,27 +128,26 @@ def visualize(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=
     reports = Path(reports)
     record = {"layers": {}}
     started = time.perf_counter()
-    for layer in layers:
-        submodel = keras.Model(image, layer.output)
-        count = layer.output.shape[-1]
-        images, _, final = stimuli.maximum_stimuli(
-            submodel, count, rng, noise_scale=stimuli.CONV_NOISE_SCALE, **options
-        )
+    # Every conv layer and the class scores in one compiled loop; starting noise drawn in that order.
+    submodels = [keras.Model(image, layer.output) for layer in layers]
+    submodels.append(keras.Model(image, stimuli.class_score_tensor(model)))
+    starts = [stimuli.starting_noise(layer.output.shape[-1], rng, stimuli.CONV_NOISE_SCALE) for layer in layers]
+    starts.append(stimuli.starting_noise(len(classes), rng, stimuli.DENSE_NOISE_SCALE))
+    progress(f"optimising stimuli of {sum(len(start) for start in starts)} filters and classes ...")
+    results = stimuli.maximum_stimuli(submodels, starts, **options)
+    progress(f"optimised in {time.perf_counter() - started:.1f}s; drawing the grids")
+
+    for layer, (images, _, final) in zip(layers, results):
+        count = len(final)
         rgb = stimuli.image_values_to_rgb(images, stats["mean"], stats["std"])
         record["layers"][layer.name] = layer_record(final)
         save_figure(
             reports / STIMULI_DIR / f"{layer.name}.png",
             stimuli_figure(rgb, final, f"Maximum stimuli of {layer.name} ({count} filters)"),
         )
-        progress(
-            f"stimuli of {layer.name}: {count} filters, {record['layers'][layer.name]['dead']} dead "
-            f"({time.perf_counter() - started:.1f}s)"
-        )
+        progress(f"stimuli of {layer.name}: {count} filters, {record['layers'][layer.name]['dead']} dead")
 
-    scores = keras.Model(image, stimuli.class_score_tensor(model))
-    images, _, final = stimuli.maximum_stimuli(
-        scores, len(classes), rng, noise_scale=stimuli.DENSE_NOISE_SCALE, **options
-    )
+    images, _, final = results[-1]
     rgb = stimuli.image_values_to_rgb(images, stats["mean"], stats["std"])
     record["classes"] = {name: round(float(v), 6) for name, v in zip(classes, final)}
     save_figure(

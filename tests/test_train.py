@@ -6,7 +6,7 @@ import pytest
 
 from stages import resume
 from stages.models import build_model
-from stages.train import lr_schedule, train, training_batches
+from stages.train import lr_schedule, train, training_batches, warmup_cosine
 from tests.helpers import prepare_workspace, run_stage_process, start_stage_process, wait_for
 
 
@@ -49,6 +49,20 @@ def test_model_normalises_raw_pixels_like_the_tutorial():
 def test_lr_schedule_is_the_tutorials():
     schedule = lr_schedule(0.005, 0.9)
     assert [round(schedule(e), 10) for e in range(3)] == [0.005, 0.0045, 0.00405]
+
+
+def test_warmup_cosine_rises_linearly_then_decays_to_zero():
+    schedule = warmup_cosine(0.01, warmup_steps=10, total_steps=110)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 60, 110)]
+    np.testing.assert_allclose(rates, [0.0, 0.005, 0.01, 0.005, 0.0], atol=1e-7)
+
+
+def test_warmup_cosine_rate_is_logged_each_epoch(tmp_path, monkeypatch):
+    params = prepare_workspace(tmp_path, epochs=2, schedule="warmup_cosine", warmup_epochs=1, learning_rate=0.01)
+    monkeypatch.chdir(tmp_path)
+    _, history = train(params["train"], state_root=tmp_path / "state", live_dir=tmp_path / "live")
+    # 100 images at batch 16: 7 steps an epoch; after epoch 1 the warm-up has just peaked, after 2 it is at 0.
+    np.testing.assert_allclose(history["learning_rate"], [0.01, 0.0], atol=1e-7)
 
 
 def test_training_batches_cover_each_epoch_once_in_a_seeded_order():
@@ -110,8 +124,13 @@ def test_changed_params_never_resume_from_other_state(tmp_path):
     assert key != resume.run_key(params["train"], data_files, code)
 
 
-def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, monkeypatch):
-    params = prepare_workspace(tmp_path, epochs=2)
+def without_clock(history):
+    return {name: values for name, values in history.items() if name != "elapsed_s"}
+
+
+@pytest.mark.parametrize("schedule", ["exponential", "warmup_cosine"])
+def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, monkeypatch, schedule):
+    params = prepare_workspace(tmp_path, epochs=2, schedule=schedule, warmup_epochs=1)
     monkeypatch.chdir(tmp_path)
 
     class Crash(Exception):
@@ -133,7 +152,9 @@ def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, monk
     assert done == 1 and len(history["loss"]) == 1
     _, resumed_history = train(params["train"], model_file=tmp_path / "resumed.keras", state_root=state_root)
     _, fresh_history = train(params["train"], model_file=tmp_path / "fresh.keras", state_root=tmp_path / "other")
-    assert resumed_history == fresh_history
+    assert without_clock(resumed_history) == without_clock(fresh_history)
+    elapsed = resumed_history["elapsed_s"]
+    assert len(elapsed) == 2 and 0 < elapsed[0] < elapsed[1]  # the clock went on from the checkpoint
     assert_same_weights(weights_of(tmp_path / "resumed.keras"), weights_of(tmp_path / "fresh.keras"))
 
 

@@ -56,14 +56,28 @@ def test_every_stimulus_raises_its_target_above_the_starting_noise():
     keras.utils.set_random_seed(0)
     model = build_model("seed_cnn", 10)
     image = stimuli.normalized_input(model)
-    for layer in stimuli.conv_activation_layers(model)[:2]:
-        submodel = keras.Model(image, layer.output)
-        count = layer.output.shape[-1]
-        images, initial, final = stimuli.maximum_stimuli(
-            submodel, count, np.random.default_rng(0), 20, 1.0, stimuli.CONV_NOISE_SCALE
-        )
-        assert images.shape == (count, 32, 32, 3)
+    layers = stimuli.conv_activation_layers(model)[:2]
+    submodels = [keras.Model(image, layer.output) for layer in layers]
+    rng = np.random.default_rng(0)
+    starts = [stimuli.starting_noise(layer.output.shape[-1], rng, stimuli.CONV_NOISE_SCALE) for layer in layers]
+    for start, (images, initial, final) in zip(starts, stimuli.maximum_stimuli(submodels, starts, 20, 1.0)):
+        assert images.shape == start.shape
         assert (final > initial).all()
+
+
+def test_groups_optimised_together_equal_groups_optimised_alone():
+    keras.utils.set_random_seed(0)
+    model = build_model("seed_cnn", 10)
+    image = stimuli.normalized_input(model)
+    submodels = [keras.Model(image, layer.output) for layer in stimuli.conv_activation_layers(model)[:2]]
+    submodels.append(keras.Model(image, stimuli.class_score_tensor(model)))
+    rng = np.random.default_rng(1)
+    starts = [stimuli.starting_noise(n, rng, stimuli.CONV_NOISE_SCALE) for n in (16, 32, 10)]
+    together = stimuli.maximum_stimuli(submodels, starts, 5, 1.0, jitter=1, seed=3)
+    for submodel, start, joint in zip(submodels, starts, together):
+        (alone,) = stimuli.maximum_stimuli([submodel], [start], 5, 1.0, jitter=1, seed=3)
+        for a, b in zip(alone, joint):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("jitter, blur", [(2, 0.0), (0, 1.0)])
@@ -72,9 +86,8 @@ def test_regularisers_keep_the_ascent_working(jitter, blur):
     model = build_model("seed_cnn", 10)
     layer = stimuli.conv_activation_layers(model)[0]
     submodel = keras.Model(stimuli.normalized_input(model), layer.output)
-    _, initial, final = stimuli.maximum_stimuli(
-        submodel, 16, np.random.default_rng(0), 20, 1.0, stimuli.CONV_NOISE_SCALE, jitter=jitter, blur_sigma=blur
-    )
+    start = stimuli.starting_noise(16, np.random.default_rng(0), stimuli.CONV_NOISE_SCALE)
+    [(_, initial, final)] = stimuli.maximum_stimuli([submodel], [start], 20, 1.0, jitter=jitter, blur_sigma=blur)
     assert np.mean(final > initial) > 0.9
 
 
@@ -92,7 +105,8 @@ def test_dead_filters_are_counted_and_shown():
     model = tiny_conv_model(dead_filters=2, live_filters=3)
     layer = stimuli.conv_activation_layers(model)[0]
     submodel = keras.Model(stimuli.normalized_input(model), layer.output)
-    _, _, final = stimuli.maximum_stimuli(submodel, 5, np.random.default_rng(0), 20, 1.0, stimuli.CONV_NOISE_SCALE)
+    start = stimuli.starting_noise(5, np.random.default_rng(0), stimuli.CONV_NOISE_SCALE)
+    [(_, _, final)] = stimuli.maximum_stimuli([submodel], [start], 20, 1.0)
     record = layer_record(final)
     assert record["dead"] == 2 and record["filters"] == 5
     assert [final[i] <= 0 for i in range(5)] == [False, False, False, True, True]

@@ -1,0 +1,66 @@
+"""`train.precision`: the dtype policy Keras trains in.
+
+bfloat16 halves the bytes moved and runs on the matrix units of recent hardware
+(Intel AMX / AVX512-BF16, NVIDIA Ampere and later). Elsewhere it is emulated and
+slower, so `auto` picks it only where the hardware has it. The softmax and the
+loss stay float32 in every policy (the model's last layer is float32).
+"""
+
+from contextlib import contextmanager
+from pathlib import Path
+
+CHOICES = ("auto", "float32", "mixed_bfloat16")
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+BF16_GPU_CAPABILITY = (8, 0)  # Ampere
+
+
+def cpu_flags(cpuinfo=Path("/proc/cpuinfo")):
+    """The CPU's feature flags (Linux; empty elsewhere)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def gpu_capabilities():
+    """Compute capabilities of the visible GPUs, e.g. [(8, 0)]."""
+    import tensorflow as tf
+
+    found = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability:
+            found.append(tuple(capability))
+    return found
+
+
+def resolve(setting, flags=None, gpus=None):
+    """The policy `setting` means on this machine: 'float32' or 'mixed_bfloat16'."""
+    if setting != "auto":
+        return setting
+    gpus = gpu_capabilities() if gpus is None else gpus
+    if gpus:
+        return "mixed_bfloat16" if all(c >= BF16_GPU_CAPABILITY for c in gpus) else "float32"
+    flags = cpu_flags() if flags is None else flags
+    return "mixed_bfloat16" if any(flag in flags for flag in BF16_CPU_FLAGS) else "float32"
+
+
+@contextmanager
+def building_with(policy):
+    """Keras's global dtype policy set to `policy` while models are built, restored after.
+
+    Layers keep the policy they were built with (and a saved model stores it), so only
+    construction needs it; restoring keeps it from leaking into later, unrelated models.
+    """
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -1,0 +1,45 @@
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.bench_time_to_accuracy import QUICK_RECIPE, time_to
+from tests.conftest import PROJECT
+from tests.datagen import write_image_folder_archive
+from tests.helpers import stage_env
+
+
+def test_time_to_accuracy_is_the_first_epoch_reaching_the_target():
+    accuracy = [0.5, 0.71, 0.69, 0.72]
+    elapsed = [10.0, 20.0, 30.0, 40.0]
+    assert time_to(0.7, accuracy, elapsed) == (20.0, 2)
+    assert time_to(0.72, accuracy, elapsed) == (40.0, 4)
+    assert time_to(0.8, accuracy, elapsed) == (None, None)
+
+
+def test_readme_gives_the_benchmarked_quick_recipe():
+    readme = (PROJECT / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("dvc exp run -n quick"))
+    documented = dict(re.findall(r"-S train\.(\w+)=(\S+)", line))
+    assert documented == {key: str(value) for key, value in QUICK_RECIPE.items()}
+
+
+@pytest.mark.slow
+def test_run_all_smoke_gives_every_row(tmp_path):
+    """The benchmark command, end to end on a tiny dataset: a real dvc repro, both trainings, every baseline."""
+    source = tmp_path / "images.tar"
+    write_image_folder_archive(source, train=60, test=30)
+    out = tmp_path / "all.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run_all", "--source", str(source), "--smoke", "--json", str(out)],
+        cwd=PROJECT, env=stage_env(), capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["row"].split(".")[0] for r in rows] == ["1", "2", "3", "3b", "4", "5a", "5b", "6"]
+    for r in rows:
+        assert r["ours"] > 0 and r.get("baseline", 1) > 0
+    assert rows[4]["filters"] == 144
+    assert "onednn" in json.dumps(json.loads(out.read_text())["settings"])
