@@ -78,11 +78,15 @@ def run(source, quick=QUICK_RECIPE, progress=print):
         "ratio": None if quick_s is None else round(tutorial_s / quick_s, 2),
     }
     if quick_s is None:
-        print(f"time to {target:.4f}: tutorial {tutorial_s:.0f}s; the quick recipe never reached it "
-              f"(best {max(runs['quick'][0]):.4f})")
+        print(
+            f"time to {target:.4f}: tutorial {tutorial_s:.0f}s; the quick recipe never reached it "
+            f"(best {max(runs['quick'][0]):.4f})"
+        )
     else:
-        print(f"time to {target:.4f} test accuracy: tutorial {tutorial_s:.0f}s (epoch {tutorial_epoch}), "
-              f"quick {quick_s:.0f}s (epoch {quick_epoch})  ratio {tutorial_s / quick_s:.2f}x")
+        print(
+            f"time to {target:.4f} test accuracy: tutorial {tutorial_s:.0f}s (epoch {tutorial_epoch}), "
+            f"quick {quick_s:.0f}s (epoch {quick_epoch})  ratio {tutorial_s / quick_s:.2f}x"
+        )
     return result
 
 

@@ -45,11 +45,12 @@ def tutorial_stimulus(submodel, filter_index, iterations, step, rng):
     return image[0], float(loss)
 
 
-def run(model, iterations=20, step=1.0, seed=0):
+def run(model, iterations=20, step=1.0, seed=0, max_filters=None):
+    """Both methods on every filter of every conv layer (the first `max_filters` of each, if given)."""
     image = stimuli.normalized_input(model)
     layers = stimuli.conv_activation_layers(model)
     submodels = [keras.Model(image, layer.output) for layer in layers]
-    counts = [layer.output.shape[-1] for layer in layers]
+    counts = [min(layer.output.shape[-1], max_filters or layer.output.shape[-1]) for layer in layers]
 
     rng = np.random.default_rng(seed)
     start = time.perf_counter()

@@ -5,6 +5,7 @@ a half-written file under the real name.
 """
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -24,7 +25,12 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    prefix, suffix = f".{path.name}.", f".tmp{path.suffix}"
+    # A writer killed before its rename leaves its temporary file; the next write of the
+    # same output removes it (one stage writes an output at a time: DVC locks the workspace).
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode

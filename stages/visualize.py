@@ -102,7 +102,6 @@ def layer_record(final):
 
 def visualize(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=Path("."), progress=print):
     import keras
-    import tensorflow as tf
 
     from stages import stimuli
 

@@ -43,7 +43,7 @@ def stage_env():
     return env
 
 
-def run_stage_process(stage, cwd, check=True, timeout=300):
+def run_stage_process(stage, cwd, check=True, timeout=300, **popen_options):
     result = subprocess.run(
         [sys.executable, "-m", f"stages.{stage}"],
         cwd=cwd,
@@ -51,20 +51,11 @@ def run_stage_process(stage, cwd, check=True, timeout=300):
         capture_output=True,
         text=True,
         timeout=timeout,
+        **popen_options,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"stage {stage} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
-
-
-def start_stage_process(stage, cwd):
-    return subprocess.Popen(
-        [sys.executable, "-m", f"stages.{stage}"],
-        cwd=cwd,
-        env=stage_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def wait_for(predicate, process, timeout=240, interval=0.02):

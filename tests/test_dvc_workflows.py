@@ -1,16 +1,21 @@
 """The users' loop through the real `dvc` and `git` commands: compare commits, experiments, queues, remotes."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.datagen import write_cifar_archive
-from tests.dvc_repo import Repo, make_repo
+from tests.dvc_repo import Repo, command_env, make_repo
+from tests.helpers import wait_for
 from tests.test_pipeline import TINY, ran_stages
+from tests.test_train import assert_same_weights, weights_of
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +80,39 @@ def test_metrics_params_and_plots_diff_between_commits(repo):
     repo.dvc("plots", "diff", "HEAD", "-o", str(out))
     page = (out / "index.html").read_text()
     assert "Confusion matrix" in page and "HEAD" in page and "workspace" in page
+
+
+def test_exp_run_killed_then_rerun_equals_an_uninterrupted_exp_run(baseline, tmp_path):
+    """SIGKILL `dvc exp run` and its train stage after the first checkpoint; the rerun resumes and matches."""
+    change = ["-S", "train.seed=11", "-S", "train.epochs=2"]
+    reference = Repo(shutil.copytree(baseline.path, tmp_path / "reference", symlinks=True))
+    reference.dvc("exp", "run", *change)
+    killed = Repo(shutil.copytree(baseline.path, tmp_path / "killed", symlinks=True))
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dvc"), "exp", "run", *change],
+        cwd=killed.path,
+        env=command_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill takes dvc and the stage it runs
+    )
+    checkpoint = lambda: any((killed.path / ".train_state").glob("*/epoch-0001.keras"))  # noqa: E731
+    assert wait_for(checkpoint, process, timeout=300), "no checkpoint appeared"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    rerun = killed.dvc("exp", "run", *change)
+    assert "resuming from" in rerun.stdout
+    a, b = (
+        read_json(killed.path / "reports/train/metrics.json"),
+        read_json(reference.path / "reports/train/metrics.json"),
+    )
+    del a["train"]["elapsed_s"], b["train"]["elapsed_s"]  # wall time differs between any two runs
+    assert a == b
+    assert (killed.path / "reports/metrics.json").read_bytes() == (reference.path / "reports/metrics.json").read_bytes()
+    assert_same_weights(
+        weights_of(killed.path / "models/model.keras"), weights_of(reference.path / "models/model.keras")
+    )
 
 
 def test_exp_run_records_params_and_metrics(repo):

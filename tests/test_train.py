@@ -1,5 +1,3 @@
-import signal
-
 import keras
 import numpy as np
 import pytest
@@ -7,7 +5,7 @@ import pytest
 from stages import resume
 from stages.models import build_model
 from stages.train import lr_schedule, train, training_batches, warmup_cosine
-from tests.helpers import prepare_workspace, run_stage_process, start_stage_process, wait_for
+from tests.helpers import prepare_workspace
 
 
 def test_seed_cnn_is_the_tutorials_network():
@@ -85,31 +83,6 @@ def assert_same_weights(a, b):
     assert len(a) == len(b)
     for wa, wb in zip(a, b):
         np.testing.assert_array_equal(wa, wb)
-
-
-@pytest.mark.slow
-def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path):
-    """SIGKILL the real train stage right after its first checkpoint; the rerun resumes and matches."""
-    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-    for workspace in (reference, resumed):
-        prepare_workspace(workspace, epochs=3)
-    run_stage_process("train", reference)
-
-    process = start_stage_process("train", resumed)
-    first = lambda: any((resumed / ".train_state").glob("*/epoch-0001.keras"))  # noqa: E731
-    assert wait_for(first, process), "no checkpoint appeared"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (resumed / "models/model.keras").exists()
-
-    result = run_stage_process("train", resumed)
-    assert "resuming from" in result.stdout
-    assert_same_weights(weights_of(resumed / "models/model.keras"), weights_of(reference / "models/model.keras"))
-    for tsv in ("train/loss.tsv", "eval/accuracy.tsv"):
-        a = (resumed / "reports/train/plots/metrics" / tsv).read_text()
-        b = (reference / "reports/train/plots/metrics" / tsv).read_text()
-        assert a == b and len(a.splitlines()) == 4  # header + 3 epochs, same values
-    assert not any((resumed / ".train_state").iterdir())  # state removed after success
 
 
 def test_changed_params_never_resume_from_other_state(tmp_path):
