@@ -48,6 +48,31 @@ def time_to(target, accuracy, elapsed):
     return None, None
 
 
+def compare(tutorial, quick, recipe=QUICK_RECIPE):
+    """The result from both runs' histories, (test accuracies, elapsed seconds) each.
+
+    The target is the accuracy the tutorial's recipe ends at; the ratio is None when
+    the quick recipe never reaches it.
+    """
+    target = tutorial[0][-1]
+    tutorial_s, tutorial_epoch = time_to(target, *tutorial)
+    quick_s, quick_epoch = time_to(target, *quick)
+    return {
+        "benchmark": "time_to_accuracy",
+        "target_accuracy": round(target, 4),
+        "tutorial": {"seconds": round(tutorial_s, 1), "epoch": tutorial_epoch, "accuracy": tutorial[0]},
+        "quick": {
+            "recipe": recipe,
+            "seconds": None if quick_s is None else round(quick_s, 1),
+            "epoch": quick_epoch,
+            "final_accuracy": quick[0][-1],
+            "accuracy": quick[0],
+            "elapsed_s": quick[1][-1],
+        },
+        "ratio": None if quick_s is None else round(tutorial_s / quick_s, 2),
+    }
+
+
 def run(source, quick=QUICK_RECIPE, progress=print):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -60,32 +85,17 @@ def run(source, quick=QUICK_RECIPE, progress=print):
             progress(f"training the {name} recipe {overrides or '(params.yaml defaults)'} ...")
             run_stage("train", root, show_output=True)
             runs[name] = history(root)
-    tutorial_accuracy, tutorial_elapsed = runs["tutorial"]
-    target = tutorial_accuracy[-1]
-    tutorial_s, tutorial_epoch = time_to(target, *runs["tutorial"])
-    quick_s, quick_epoch = time_to(target, *runs["quick"])
-    result = {
-        "benchmark": "time_to_accuracy",
-        "target_accuracy": round(target, 4),
-        "tutorial": {"seconds": round(tutorial_s, 1), "epoch": tutorial_epoch, "accuracy": tutorial_accuracy},
-        "quick": {
-            "recipe": quick,
-            "seconds": None if quick_s is None else round(quick_s, 1),
-            "epoch": quick_epoch,
-            "final_accuracy": runs["quick"][0][-1],
-            "accuracy": runs["quick"][0],
-        },
-        "ratio": None if quick_s is None else round(tutorial_s / quick_s, 2),
-    }
-    if quick_s is None:
+    result = compare(runs["tutorial"], runs["quick"], quick)
+    target, tutorial, fast = result["target_accuracy"], result["tutorial"], result["quick"]
+    if result["ratio"] is None:
         print(
-            f"time to {target:.4f}: tutorial {tutorial_s:.0f}s; the quick recipe never reached it "
-            f"(best {max(runs['quick'][0]):.4f})"
+            f"time to {target:.4f}: tutorial {tutorial['seconds']:.0f}s; the quick recipe never reached it "
+            f"(best {max(fast['accuracy']):.4f})"
         )
     else:
         print(
-            f"time to {target:.4f} test accuracy: tutorial {tutorial_s:.0f}s (epoch {tutorial_epoch}), "
-            f"quick {quick_s:.0f}s (epoch {quick_epoch})  ratio {tutorial_s / quick_s:.2f}x"
+            f"time to {target:.4f} test accuracy: tutorial {tutorial['seconds']:.0f}s (epoch {tutorial['epoch']}), "
+            f"quick {fast['seconds']:.0f}s (epoch {fast['epoch']})  ratio {result['ratio']:.2f}x"
         )
     return result
 

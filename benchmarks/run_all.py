@@ -141,21 +141,19 @@ def run(source, smoke=False, progress=print):
             same_settings_ratio=throughput.get("ratio_at_same_settings"),
         )
     )
-    target = tutorial[0][-1]
-    tutorial_s, tutorial_epoch = bench_time_to_accuracy.time_to(target, *tutorial)
-    quick_s, quick_epoch = bench_time_to_accuracy.time_to(target, *quick)
+    speedup = bench_time_to_accuracy.compare(tutorial, quick)
     time_row = {
-        "target_accuracy": round(target, 4),
-        "tutorial_epoch": tutorial_epoch,
-        "quick_best_accuracy": round(max(quick[0]), 4),
-        "quick_epoch": quick_epoch,
+        "target_accuracy": speedup["target_accuracy"],
+        "tutorial_epoch": speedup["tutorial"]["epoch"],
+        "quick_best_accuracy": round(max(speedup["quick"]["accuracy"]), 4),
+        "quick_epoch": speedup["quick"]["epoch"],
     }
-    if quick_s is None:  # never reached: the ratio is at most the time the quick recipe ran
+    if speedup["ratio"] is None:  # never reached: the ratio is at most the time the quick recipe ran
         rows.append(
             {
                 "row": "2. time to the tutorial's final accuracy: quick recipe did not reach it",
-                "ours": round(quick[1][-1], 1),
-                "baseline": round(tutorial_s, 1),
+                "ours": round(speedup["quick"]["elapsed_s"], 1),
+                "baseline": speedup["tutorial"]["seconds"],
                 "unit": "s",
                 **time_row,
             }
@@ -163,9 +161,9 @@ def run(source, smoke=False, progress=print):
     else:
         rows.append(
             row(
-                f"2. time to {target:.4f} test accuracy (ours: quick recipe; baseline: tutorial recipe)",
-                quick_s,
-                tutorial_s,
+                f"2. time to {speedup['target_accuracy']:.4f} test accuracy (ours: quick recipe; baseline: tutorial recipe)",
+                speedup["quick"]["seconds"],
+                speedup["tutorial"]["seconds"],
                 "s",
                 **time_row,
             )

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages import models, precision, resume
+from stages import precision, resume
 from stages.atomic import atomic_path, write_json
 from stages.errors import run_stage
 from stages.models import MODEL_FILE, build_model
@@ -30,9 +30,10 @@ from stages.runtime import configure_tensorflow
 LIVE_DIR = Path("reports/train")
 # The code that determines the trained weights: part of the resume key.
 # stages/__init__.py sets TensorFlow's oneDNN switch, which changes the arithmetic.
-CODE_FILES = [Path(__file__), Path(resume.__file__), Path(models.__file__), Path(precision.__file__)]
-CODE_FILES.append(Path(__file__).with_name("runtime.py"))
-CODE_FILES.append(Path(__file__).with_name("__init__.py"))
+CODE_FILES = [
+    Path(__file__).with_name(name)
+    for name in ("train.py", "resume.py", "models.py", "precision.py", "runtime.py", "__init__.py")
+]
 
 
 def load_prepared(prepared_dir=PREPARED_DIR):
