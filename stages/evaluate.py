@@ -2,7 +2,8 @@
 
 Writes reports/metrics.json (accuracy, loss, per-class and macro precision /
 recall / F1 from scikit-learn), reports/eval/confusion.csv for DVC's confusion
-template, and the tutorial's two figures.
+template, and the tutorial's two figures. The fast model's predictions average
+the views of its `tta_level` (stages/tta.py).
 """
 
 import csv
@@ -17,7 +18,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from stages.atomic import save_figure, write_json, write_text
 from stages.errors import run_stage
 from stages.models import MODEL_FILE
-from stages.params import load_section
+from stages.params import load_params, tta_level
 from stages.preprocess import PREPARED_DIR
 
 METRICS_FILE = Path("reports/metrics.json")
@@ -53,14 +54,15 @@ def confusion_rows(y_true, predicted, classes):
     return out.getvalue()
 
 
-def evaluate(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=Path(".")):
+def evaluate(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=Path("."), tta_level=0):
+    from stages import tta
     from stages.figures import confusion_figure, predictions_figure
     from stages.models import load_trained_model
     from stages.train import load_prepared
 
     model = load_trained_model(model_file)
     arrays, classes = load_prepared(prepared_dir)
-    probabilities = model.predict(arrays["x_test"], batch_size=params["batch_size"], verbose=0)
+    probabilities = tta.predict(model, arrays["x_test"], tta_level, params["batch_size"])
     y_true = arrays["y_test"]
     predicted = probabilities.argmax(axis=1)
     metrics = compute_metrics(y_true, probabilities, classes)
@@ -75,12 +77,15 @@ def evaluate(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=P
         reports / PREDICTIONS_FIGURE,
         predictions_figure(arrays["x_test"], y_true, predicted, scores, classes, rng),
     )
-    print(f"test accuracy: {metrics['accuracy']:.4f}  loss: {metrics['loss']:.4f}")
+    print(
+        f"test accuracy: {metrics['accuracy']:.4f}  loss: {metrics['loss']:.4f}  (test-time augmentation: {tta_level})"
+    )
     return metrics
 
 
 def main(argv=None):
-    evaluate(load_section("evaluate"))
+    params = load_params()
+    evaluate(params["evaluate"], tta_level=tta_level(params))
 
 
 if __name__ == "__main__":

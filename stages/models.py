@@ -6,6 +6,7 @@ import keras
 from keras import layers
 
 from stages.errors import PipelineError
+from stages.params import MODEL_NAMES
 
 INPUT_SHAPE = (32, 32, 3)
 MODEL_FILE = Path("models/model.keras")
@@ -58,11 +59,16 @@ def seed_cnn(num_classes=10):
     return keras.Model(inputs, outputs, name="seed_cnn")
 
 
-MODELS = {"seed_cnn": seed_cnn}
+def build_model(name, num_classes, recipe=None, train_images=None, seed=0, replicas=1):
+    """A fresh model `name`; the fast model also takes its recipe, the training images it whitens,
+    and the number of replicas it trains on (its BatchNorm then synchronises them)."""
+    if name == "seed_cnn":
+        return seed_cnn(num_classes)
+    if name == "fast":
+        from stages.fast_net import fast_cnn
 
-
-def build_model(name, num_classes):
-    return MODELS[name](num_classes)
+        return fast_cnn(num_classes, recipe, train_images, seed, sync_batchnorm=replicas > 1)
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
 
 
 def load_trained_model(model_file=MODEL_FILE):
@@ -70,6 +76,8 @@ def load_trained_model(model_file=MODEL_FILE):
     model_file = Path(model_file)
     if not model_file.is_file():
         raise PipelineError(f"{model_file}: model not found; run `dvc repro` (or `dvc pull`) first")
+    from stages import fast_net  # noqa: F401  registers the fast model's custom layer for loading
+
     try:
         return keras.models.load_model(model_file)
     except Exception as err:  # Keras raises many types for a damaged file

@@ -57,6 +57,21 @@ class Rule:
             raise PipelineError(f"params.yaml: {key} is {value!r}; allowed: {self.description}")
 
 
+@dataclass(frozen=True)
+class ListRule:
+    """A list of `length` values, each following `item`."""
+
+    item: Rule
+    length: int
+    description: str
+
+    def check(self, key, value):
+        if not isinstance(value, list) or len(value) != self.length:
+            raise PipelineError(f"params.yaml: {key} is {value!r}; allowed: {self.description}")
+        for index, item in enumerate(value):
+            self.item.check(f"{key}[{index}]", item)
+
+
 def positive_int(description="an integer >= 1", nullable=False, maximum=None):
     return Rule((int,), description, nullable=nullable, minimum=1, maximum=maximum)
 
@@ -73,7 +88,17 @@ def choice(*options):
     return Rule((str,), "one of " + ", ".join(options), choices=options)
 
 
-MODEL_NAMES = ("seed_cnn",)
+def fraction(description="a number from 0 to 1"):
+    return Rule((int, float), description, minimum=0, maximum=1)
+
+
+def boolean():
+    return Rule((bool,), "true or false")
+
+
+# auto: one device, or MirroredStrategy over every GPU when there are several.
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+MODEL_NAMES = ("seed_cnn", "fast")  # stages/models.py builds each
 
 SCHEMA = {
     "fetch": {
@@ -102,7 +127,31 @@ SCHEMA = {
         "lr_decay": positive_number("a number in (0, 1]", maximum=1),
         "warmup_epochs": Rule((int, float), "a number of epochs from 0 to 100", minimum=0, maximum=100),
         "precision": choice(*precision.CHOICES),
+        "strategy": choice(*STRATEGIES),
         "seed": non_negative_int(),
+    },
+    "fast": {
+        "epochs": positive_int(),
+        "batch_size": positive_int(),
+        "learning_rate": positive_number(),
+        "warmup_epochs": Rule((int, float), "a number of epochs from 0 to 100", minimum=0, maximum=100),
+        "final_lr_fraction": fraction(),
+        "momentum": Rule((int, float), "a number from 0 to less than 1", minimum=0, maximum=0.999),
+        "nesterov": boolean(),
+        "weight_decay": Rule((int, float), "a number >= 0", minimum=0),
+        "label_smoothing": fraction("a number from 0 to 1 (0 = off)"),
+        "ema_momentum": Rule(
+            (int, float), "null (off) or a number from 0 to less than 1", nullable=True, minimum=0, maximum=0.9999
+        ),
+        "widths": ListRule(positive_int("an integer from 1 to 4096", maximum=4096), 3, "a list of 3 integers from 1 to 4096"),
+        "batchnorm_momentum": fraction(),
+        "bias_lr_scale": positive_number(),
+        "output_scale": positive_number(),
+        "flip": boolean(),
+        "translate": Rule((int,), "an integer from 0 to 8 (pixels; 0 = off)", minimum=0, maximum=8),
+        "tta_level": Rule(
+            (int,), "0 (off), 1 (image and its mirror) or 2 (also shifted by a pixel)", minimum=0, maximum=2
+        ),
     },
     "evaluate": {
         "batch_size": positive_int(),
@@ -167,3 +216,13 @@ def load_params(path=PARAMS_FILE):
 
 def load_section(section, path=PARAMS_FILE):
     return load_params(path)[section]
+
+
+def training_recipe(params):
+    """The hyperparameters the chosen model trains with: the `fast` section for the fast model, else `train`."""
+    return params["fast"] if params["train"]["model"] == "fast" else params["train"]
+
+
+def tta_level(params):
+    """Test-time augmentation level for evaluation: the fast recipe's; the tutorial's model has none."""
+    return params["fast"]["tta_level"] if params["train"]["model"] == "fast" else 0

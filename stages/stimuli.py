@@ -10,10 +10,11 @@ import numpy as np
 import tensorflow as tf
 
 from stages.errors import PipelineError
+from stages.fast_net import ScaledBias
 
 ACTIVATION_LAYERS = (keras.layers.LeakyReLU, keras.layers.ReLU, keras.layers.ELU, keras.layers.Activation)
-# Layers that may stand between a convolution and its activation.
-PASS_THROUGH = (keras.layers.BatchNormalization,)
+# Layers that may stand between a convolution and its activation, keeping one channel per filter.
+PASS_THROUGH = (keras.layers.BatchNormalization, keras.layers.MaxPooling2D, ScaledBias)
 CONV_NOISE_SCALE = 0.1  # the tutorial's starting noise: (uniform - 0.5) * 0.1 for conv layers
 DENSE_NOISE_SCALE = 0.001  # ... and * 0.001 for dense outputs
 

@@ -1,9 +1,12 @@
 """Stage train: fit the model chosen by `train.model`, checkpointed after every epoch.
 
-The tutorial's recipe: Adamax at `learning_rate`, decayed as lr * lr_decay**epoch,
-categorical cross-entropy, shuffled batches, validated on the test set each epoch.
-`train.schedule: warmup_cosine` (for large batches) warms the rate up linearly for
-`warmup_epochs`, then decays it along a cosine to zero, step by step.
+The tutorial's recipe (`train` section): Adamax at `learning_rate`, decayed as
+lr * lr_decay**epoch, categorical cross-entropy, shuffled batches, validated on the
+test set each epoch. `train.schedule: warmup_cosine` (for large batches) warms the
+rate up linearly for `warmup_epochs`, then decays it along a cosine to zero, step by step.
+The fast model's recipe (`fast` section): Nesterov SGD with decoupled weight decay,
+warm-up then cosine decay, label smoothing and optionally a moving average of the weights.
+Training runs under the tf.distribute strategy of `train.strategy` (stages/distribute.py).
 Killed at any moment, the next run resumes from the last completed epoch and
 ends with the same weights as an uninterrupted run.
 """
@@ -19,11 +22,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages import precision, resume
+from stages import distribute, precision, resume
+from stages import fast_net  # noqa: F401  registers the fast model's layer, for loading checkpoints
 from stages.atomic import atomic_path, write_json
 from stages.errors import run_stage
 from stages.models import MODEL_FILE, build_model
-from stages.params import load_section
+from stages.params import load_params, training_recipe
 from stages.preprocess import PREPARED_DIR
 from stages.runtime import configure_tensorflow
 
@@ -32,7 +36,16 @@ LIVE_DIR = Path("reports/train")
 # stages/__init__.py sets TensorFlow's oneDNN switch, which changes the arithmetic.
 CODE_FILES = [
     Path(__file__).with_name(name)
-    for name in ("train.py", "resume.py", "models.py", "precision.py", "runtime.py", "__init__.py")
+    for name in (
+        "train.py",
+        "resume.py",
+        "models.py",
+        "fast_net.py",
+        "precision.py",
+        "runtime.py",
+        "distribute.py",
+        "__init__.py",
+    )
 ]
 
 
@@ -71,24 +84,29 @@ def training_batches(x, y, batch_size, seed, first_epoch, epochs):
     )
 
 
-def warmup_cosine(learning_rate, warmup_steps, total_steps):
-    """Linear warm-up from 0 to `learning_rate`, then cosine decay to 0 at the last step."""
+def warmup_cosine(learning_rate, warmup_steps, total_steps, final_fraction=0.0):
+    """Linear warm-up from 0 to `learning_rate`, then cosine decay to `final_fraction` of it at the last step."""
     return keras.optimizers.schedules.CosineDecay(
         0.0,
         decay_steps=max(1, total_steps - warmup_steps),
+        alpha=final_fraction,
         warmup_target=learning_rate,
         warmup_steps=warmup_steps,
     )
 
 
-def learning_rate_setup(params, steps_per_epoch):
-    """(the optimizer's learning rate, callbacks that drive it) for `train.schedule`."""
-    if params["schedule"] == "warmup_cosine":
-        total = params["epochs"] * steps_per_epoch
-        warmup = round(params["warmup_epochs"] * steps_per_epoch)
-        return warmup_cosine(params["learning_rate"], warmup, total), [LearningRateLogger()]
-    schedule = lr_schedule(params["learning_rate"], params["lr_decay"])
-    return params["learning_rate"], [keras.callbacks.LearningRateScheduler(schedule, verbose=1)]
+def learning_rate_setup(recipe, steps_per_epoch):
+    """(the optimizer's learning rate, callbacks that drive it) for the recipe's schedule.
+
+    The fast recipe always warms up and decays along a cosine; the tutorial's picks with `schedule`.
+    """
+    if recipe.get("schedule", "warmup_cosine") == "warmup_cosine":
+        total = recipe["epochs"] * steps_per_epoch
+        warmup = round(recipe["warmup_epochs"] * steps_per_epoch)
+        schedule = warmup_cosine(recipe["learning_rate"], warmup, total, recipe.get("final_lr_fraction", 0.0))
+        return schedule, [LearningRateLogger()]
+    schedule = lr_schedule(recipe["learning_rate"], recipe["lr_decay"])
+    return recipe["learning_rate"], [keras.callbacks.LearningRateScheduler(schedule, verbose=1)]
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -121,10 +139,26 @@ class EpochClock(keras.callbacks.Callback):
             logs["elapsed_s"] = round(self.elapsed, 3)
 
 
-def compile_model(model, learning_rate):
+def make_optimizer(model_name, recipe, learning_rate):
+    """The tutorial's Adamax, or the fast recipe's Nesterov SGD (weight decay, optional weight average)."""
+    if model_name != "fast":
+        return keras.optimizers.Adamax(learning_rate)
+    ema = recipe["ema_momentum"]
+    return keras.optimizers.SGD(
+        learning_rate,
+        momentum=recipe["momentum"],
+        nesterov=recipe["nesterov"],
+        weight_decay=recipe["weight_decay"] or None,
+        use_ema=ema is not None,
+        ema_momentum=ema if ema is not None else 0.99,
+    )
+
+
+def compile_model(model, learning_rate, model_name="seed_cnn", recipe=None):
+    recipe = recipe or {}
     model.compile(
-        optimizer=keras.optimizers.Adamax(learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(),
+        optimizer=make_optimizer(model_name, recipe, learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.get("label_smoothing", 0.0)),
         metrics=["accuracy"],
     )
 
@@ -155,68 +189,89 @@ def train(
     live_dir=LIVE_DIR,
     callbacks=(),
 ):
-    """Train (or resume) and write the model; returns the model and its per-epoch history."""
+    """Train (or resume) and write the model; returns the model and its per-epoch history.
+
+    `params`: all sections of params.yaml. Under a multi-worker strategy every worker
+    trains and checkpoints; only the chief writes the model and the reports.
+    """
     from dvclive.keras import DVCLiveCallback
 
+    settings = params["train"]
+    recipe = training_recipe(params)
+    model_name = settings["model"]
     arrays, classes = load_prepared(prepared_dir)
     data_files = sorted(Path(prepared_dir).glob("*.npy"))
-    state = resume.state_dir(resume.run_key(params, data_files, CODE_FILES), state_root)
-    keras.utils.set_random_seed(params["seed"])
+    keras.utils.set_random_seed(settings["seed"])
     configure_tensorflow()
+    strategy = distribute.make_strategy(settings["strategy"])
+    chief = distribute.is_chief(strategy)
+    key = resume.run_key({"train": settings, "recipe": recipe}, data_files, CODE_FILES)
+    state = resume.state_dir(key if chief else f"{key}-{distribute.worker_name(strategy)}", state_root)
 
-    policy = precision.resolve(params["precision"])
-    print(f"precision: {policy} (train.precision: {params['precision']})")
-    batch_size = params["batch_size"]
+    policy = precision.resolve(settings["precision"])
+    print(f"precision: {policy} (train.precision: {settings['precision']})")
+    print(f"strategy: {settings['strategy']} ({type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s))")
+    batch_size = recipe["batch_size"]
+    epochs = recipe["epochs"]
     steps_per_epoch = math.ceil(len(arrays["y_train"]) / batch_size)
-    learning_rate, schedule_callbacks = learning_rate_setup(params, steps_per_epoch)
+    learning_rate, schedule_callbacks = learning_rate_setup(recipe, steps_per_epoch)
 
     done, checkpoint, history = resume.latest_checkpoint(state)
+    distribute.agree_on_epoch(strategy, done)
     if checkpoint is not None:
-        print(f"resuming from {checkpoint} ({done} of {params['epochs']} epochs done)")
-        model = keras.models.load_model(checkpoint)  # the optimizer, its schedule and step come back too
+        print(f"resuming from {checkpoint} ({done} of {epochs} epochs done)")
+        with strategy.scope():
+            model = keras.models.load_model(checkpoint)  # the optimizer, its schedule and step come back too
     else:
         with precision.building_with(policy):
-            model = build_model(params["model"], len(classes))
-        compile_model(model, learning_rate)
+            replicas = strategy.num_replicas_in_sync
+            model = distribute.build_under(
+                strategy,
+                lambda: build_model(model_name, len(classes), recipe, arrays["x_train"], settings["seed"], replicas),
+            )
+        with strategy.scope():
+            compile_model(model, learning_rate, model_name, recipe)
         model.summary()
 
     num_classes = len(classes)
     y_train = keras.utils.to_categorical(arrays["y_train"], num_classes)
     y_test = keras.utils.to_categorical(arrays["y_test"], num_classes)
-    live = make_live(history, live_dir)
-    live.log_param("precision", policy)  # what `auto` resolved to on this machine
     checkpointer = resume.EpochCheckpoint(state, history)
-    if done < params["epochs"]:
-        model.fit(
-            training_batches(arrays["x_train"], y_train, batch_size, params["seed"], done, params["epochs"]),
-            steps_per_epoch=steps_per_epoch,
-            epochs=params["epochs"],
-            initial_epoch=done,
-            validation_data=(arrays["x_test"], y_test),
-            validation_batch_size=max(batch_size, 256),
-            callbacks=[
-                EpochClock(history),
-                *schedule_callbacks,
-                resume.ReseedDropout(params["seed"]),
-                checkpointer,
-                DVCLiveCallback(live=live),
-                *callbacks,
-            ],
-            shuffle=False,  # training_batches shuffles, reproducibly per epoch
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
+    fit_callbacks = [EpochClock(history), *schedule_callbacks, resume.ReseedDropout(settings["seed"]), checkpointer]
+    if chief:
+        live = make_live(history, live_dir)
+        live.log_param("precision", policy)  # what `auto` resolved to on this machine
+        fit_callbacks.append(DVCLiveCallback(live=live))
+    fit_options = dict(
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        initial_epoch=done,
+        validation_data=(arrays["x_test"], y_test),
+        validation_batch_size=max(batch_size, 256),
+        callbacks=[*fit_callbacks, *callbacks],
+    )
+    if done < epochs:
+        batches = training_batches(arrays["x_train"], y_train, batch_size, settings["seed"], done, epochs)
+        if distribute.is_multi_worker(strategy):
+            distribute.fit_multi_worker(model, strategy, batches, **fit_options)
+        else:
+            # shuffle=False: training_batches shuffles, reproducibly per epoch
+            model.fit(batches, shuffle=False, verbose=1 if sys.stdout.isatty() else 2, **fit_options)
     else:
-        live.end()
-    with atomic_path(model_file) as tmp:
-        model.save(tmp)
-    write_json(Path(model_file).with_name("classes.json"), classes)  # for predict: the model knows no names
+        # Killed after the last checkpoint: it holds the raw weights, as fit leaves them before its end.
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+        if chief:
+            live.end()
+    if chief:
+        with atomic_path(model_file) as tmp:
+            model.save(tmp)
+        write_json(Path(model_file).with_name("classes.json"), classes)  # for predict: the model knows no names
     resume.clear(state)
     return model, checkpointer.history
 
 
 def main(argv=None):
-    params = load_section("train")
-    train(params)
+    train(load_params())
 
 
 if __name__ == "__main__":

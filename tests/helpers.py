@@ -36,6 +36,20 @@ def prepare_workspace(path, train_images=100, test_images=40, **train_params):
     return params
 
 
+def train_in_workspace(path, params):
+    """The train stage, in this process, on workspace `path`: every input and output under it."""
+    from stages.train import train
+
+    path = Path(path)
+    return train(
+        params,
+        prepared_dir=path / "data/prepared",
+        model_file=path / "models/model.keras",
+        state_root=path / ".train_state",
+        live_dir=path / "reports/train",
+    )
+
+
 def stage_env():
     env = dict(os.environ)
     env["PYTHONPATH"] = str(PROJECT)

@@ -41,7 +41,7 @@ def test_confusion_rows_name_classes():
 def test_evaluate_writes_metrics_and_figures(tmp_path, monkeypatch):
     params = prepare_workspace(tmp_path, epochs=1)
     monkeypatch.chdir(tmp_path)
-    train(params["train"])
+    train(params)
     metrics = evaluate(params["evaluate"])
     on_disk = json.loads((tmp_path / "reports/metrics.json").read_text())
     assert on_disk == metrics

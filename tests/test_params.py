@@ -20,10 +20,12 @@ def test_project_params_are_valid():
     assert params["train"]["learning_rate"] == 0.005 and params["train"]["lr_decay"] == 0.9
 
 
-def test_model_names_match_registry():
-    from stages.models import MODELS
+def test_every_model_name_builds():
+    from stages.models import build_model
 
-    assert set(MODEL_NAMES) == set(MODELS)
+    recipe = load_params(PROJECT / "params.yaml")["fast"]
+    for name in MODEL_NAMES:
+        assert build_model(name, 10, recipe).name == name
 
 
 @pytest.mark.parametrize(
@@ -34,7 +36,14 @@ def test_model_names_match_registry():
         ("train", {"batch_size": "32"}, "train.batch_size is '32' (str)"),
         ("train", {"epochs": 2.5}, "train.epochs is 2.5 (float)"),
         ("train", {"epochs": True}, "train.epochs is True"),
-        ("train", {"model": "resnet"}, "train.model is 'resnet'; allowed: one of seed_cnn"),
+        ("train", {"model": "resnet"}, "train.model is 'resnet'; allowed: one of seed_cnn, fast"),
+        ("train", {"strategy": "gpu"}, "train.strategy is 'gpu'; allowed: one of auto, one_device, mirrored"),
+        ("fast", {"widths": [64, 256]}, "fast.widths is [64, 256]; allowed: a list of 3 integers from 1 to 4096"),
+        ("fast", {"widths": [64, 0, 256]}, "fast.widths[1] is 0; allowed: an integer from 1 to 4096"),
+        ("fast", {"tta_level": 3}, "fast.tta_level is 3; allowed: 0 (off), 1 (image and its mirror) or 2"),
+        ("fast", {"ema_momentum": 1}, "fast.ema_momentum is 1; allowed: null (off) or a number from 0 to less than 1"),
+        ("fast", {"nesterov": "yes"}, "fast.nesterov is 'yes' (str); allowed: true or false"),
+        ("fast", {"label_smoothing": 1.5}, "fast.label_smoothing is 1.5; allowed: a number from 0 to 1"),
         ("train", {"learning_rate": 0}, "train.learning_rate is 0; allowed: a number > 0"),
         ("train", {"lr_decay": 1.5}, "train.lr_decay is 1.5"),
         ("train", {"precision": "bf16"}, "train.precision is 'bf16'; allowed: one of auto, float32, mixed_bfloat16"),

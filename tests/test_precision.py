@@ -34,7 +34,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 def test_mixed_bfloat16_trains_in_bfloat16_with_a_float32_softmax(tmp_path, monkeypatch):
     params = prepare_workspace(tmp_path, epochs=1, precision="mixed_bfloat16")
     monkeypatch.chdir(tmp_path)
-    model, history = train(params["train"], state_root=tmp_path / "state", live_dir=tmp_path / "live")
+    model, history = train(params, state_root=tmp_path / "state", live_dir=tmp_path / "live")
     assert keras.mixed_precision.global_policy().name == "float32"  # not leaked to later models
     assert np.isfinite(history["loss"]).all()
     saved = keras.models.load_model(tmp_path / "models/model.keras")

@@ -5,22 +5,14 @@ import pytest
 
 from stages.errors import run_stage
 from stages.predict import main
-from stages.train import train
 from tests.datagen import encode_image
-from tests.helpers import prepare_workspace
+from tests.helpers import prepare_workspace, train_in_workspace
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("predict")
-    params = prepare_workspace(path, epochs=1)
-    train(
-        params["train"],
-        prepared_dir=path / "data/prepared",
-        model_file=path / "models/model.keras",
-        state_root=path / ".train_state",
-        live_dir=path / "reports/train",
-    )
+    train_in_workspace(path, prepare_workspace(path, epochs=1))
     return path
 
 

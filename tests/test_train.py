@@ -58,7 +58,7 @@ def test_warmup_cosine_rises_linearly_then_decays_to_zero():
 def test_warmup_cosine_rate_is_logged_each_epoch(tmp_path, monkeypatch):
     params = prepare_workspace(tmp_path, epochs=2, schedule="warmup_cosine", warmup_epochs=1, learning_rate=0.01)
     monkeypatch.chdir(tmp_path)
-    _, history = train(params["train"], state_root=tmp_path / "state", live_dir=tmp_path / "live")
+    _, history = train(params, state_root=tmp_path / "state", live_dir=tmp_path / "live")
     # 100 images at batch 16: 7 steps an epoch; after epoch 1 the warm-up has just peaked, after 2 it is at 0.
     np.testing.assert_allclose(history["learning_rate"], [0.01, 0.0], atol=1e-7)
 
@@ -116,15 +116,15 @@ def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, monk
     state_root = tmp_path / "state"
     with pytest.raises(Crash):
         train(
-            params["train"],
+            params,
             model_file=tmp_path / "crashed.keras",
             state_root=state_root,
             callbacks=[CrashAfterFirstEpoch()],
         )
     done, _, history = resume.latest_checkpoint(next(state_root.iterdir()))
     assert done == 1 and len(history["loss"]) == 1
-    _, resumed_history = train(params["train"], model_file=tmp_path / "resumed.keras", state_root=state_root)
-    _, fresh_history = train(params["train"], model_file=tmp_path / "fresh.keras", state_root=tmp_path / "other")
+    _, resumed_history = train(params, model_file=tmp_path / "resumed.keras", state_root=state_root)
+    _, fresh_history = train(params, model_file=tmp_path / "fresh.keras", state_root=tmp_path / "other")
     assert without_clock(resumed_history) == without_clock(fresh_history)
     elapsed = resumed_history["elapsed_s"]
     assert len(elapsed) == 2 and 0 < elapsed[0] < elapsed[1]  # the clock went on from the checkpoint

@@ -144,7 +144,7 @@ def test_model_without_conv_layers_is_refused(tmp_path):
 def test_visualize_stage_outputs_and_determinism(tmp_path, monkeypatch):
     params = prepare_workspace(tmp_path, epochs=1)
     monkeypatch.chdir(tmp_path)
-    train(params["train"])
+    train(params)
     params["visualize"]["iterations"] = 5
     record = visualize(params["visualize"], progress=lambda m: None)
     first = (tmp_path / "reports/stimuli.json").read_text()

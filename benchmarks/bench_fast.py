@@ -1,0 +1,107 @@
+"""The fast model's whole pipeline, stage by stage, and one training epoch of each model.
+
+    python -m benchmarks.bench_fast --source ../shared/data/cifar10-jpeg.tar.gz [--set fast.epochs=10 ...]
+        [--json benchmarks/results/fast.json]
+
+In a scratch git + DVC repository holding the committed project, with train.model
+set to fast (and any --set overrides), it runs `dvc repro` one stage at a time and
+reports each stage's wall time, the total, the test accuracy and the fast model's
+seconds per epoch. Then, on the same prepared data and machine, it trains the
+tutorial's seed_cnn for one epoch: the baseline for the epoch-time ratio.
+`--smoke` runs it all on a small subset with tiny widths: it checks the command, not the speed.
+"""
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from benchmarks.run_all import dvc_command, dvc_env, git_env, scratch_repository
+from benchmarks.workspace import run_stage, set_params, timed
+
+STAGES = ("fetch", "preprocess", "train", "evaluate", "visualize")
+SMOKE = {
+    "preprocess": {"max_train_images": 300, "max_test_images": 100},
+    "fast": {"epochs": 1, "batch_size": 64, "widths": [8, 16, 16]},
+    "visualize": {"iterations": 2},
+}
+
+
+def parse_override(text):
+    """'fast.epochs=10' -> ('fast', 'epochs', 10)."""
+    key, _, value = text.partition("=")
+    section, _, name = key.partition(".")
+    if not (section and name and _):
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected section.key=value")
+    return section, name, yaml.safe_load(value)
+
+
+def epoch_seconds(root):
+    """Wall seconds of each training epoch, validation included, from the logged elapsed_s."""
+    rows = (root / "reports/train/plots/metrics/train/elapsed_s.tsv").read_text().split("\n")[1:]
+    elapsed = [float(line.split("\t")[-1]) for line in rows if line]
+    return [round(b - a, 1) for a, b in zip([0.0, *elapsed], elapsed)]
+
+
+def run(source, overrides=(), smoke=False, progress=print):
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="bench-fast-") as scratch:
+        root = Path(scratch)
+        scratch_repository(source, root)
+        set_params(root, "train", {"model": "fast"})
+        for section, values in SMOKE.items() if smoke else ():
+            set_params(root, section, values)
+        for section, name, value in overrides:
+            set_params(root, section, {name: value})
+        subprocess.run(["git", "commit", "-qam", "fast model"], cwd=root, check=True, env=git_env())
+        stage_s = {}
+        for stage in STAGES:
+            progress(f"dvc repro {stage} ...")
+            stage_s[stage] = round(timed(dvc_command("repro", "--single-item", stage), root, dvc_env())[0], 1)
+            progress(f"  {stage_s[stage]} s")
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        metrics = json.loads((root / "reports/metrics.json").read_text())
+        last_epoch = json.loads((root / "reports/train/metrics.json").read_text())  # validation: no TTA
+        fast_epochs = epoch_seconds(root)
+
+        progress("one epoch of seed_cnn on the same data ...")
+        set_params(root, "train", {"model": "seed_cnn", "epochs": 1})
+        run_stage("train", root)
+        seed_epoch = epoch_seconds(root)[0]
+
+    images = params["preprocess"]["max_train_images"] or 50_000
+    fast_epoch = sorted(fast_epochs)[len(fast_epochs) // 2]  # median: the first epoch also traces
+    return {
+        "fast_params": params["fast"],
+        "stage_s": stage_s,
+        "total_s": round(sum(stage_s.values()), 1),
+        "test_accuracy": metrics["accuracy"],
+        "tta_level": params["fast"]["tta_level"],
+        "test_accuracy_without_tta": round(last_epoch["eval"]["accuracy"], 4),
+        "fast_epoch_s": fast_epochs,
+        "seed_cnn_epoch_s": seed_epoch,
+        "fast_images_per_s": round(images / fast_epoch, 1),
+        "seed_cnn_images_per_s": round(images / seed_epoch, 1),
+        "epoch_time_ratio_fast_over_seed": round(fast_epoch / seed_epoch, 2),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", required=True, help="CIFAR-10 archive or image folder")
+    parser.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[])
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--smoke", action="store_true", help="a tiny subset: checks the command, not the speed")
+    args = parser.parse_args()
+    result = run(args.source, args.overrides, args.smoke)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

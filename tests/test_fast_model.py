@@ -1,0 +1,170 @@
+"""The fast model: structure, whitening, augmentation, its recipe training a step, and test-time augmentation."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from stages import tta
+from stages.fast_net import ScaledBias, augmentation, fast_cnn, whitening_kernel
+from stages.models import build_model, load_trained_model
+from stages.params import load_params
+from tests.conftest import PROJECT
+from tests.helpers import prepare_workspace
+
+TINY_FAST = {"epochs": 1, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5}
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return load_params(PROJECT / "params.yaml")["fast"]
+
+
+def images(count, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+
+
+def test_fast_model_has_the_recipes_widths_and_a_frozen_whitening_layer(recipe):
+    model = fast_cnn(10, {**recipe, "widths": [8, 16, 24]}, images(20))
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [conv.filters for conv in convs] == [24, 8, 8, 16, 16, 24, 24]
+    assert not convs[0].trainable and convs[0].kernel.shape == (2, 2, 3, 24)
+    assert all(conv.trainable for conv in convs[1:])
+    assert model.output.shape == (None, 10)
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 6
+
+
+def test_whitening_kernel_decorrelates_patches():
+    rng = np.random.default_rng(0)
+    # Correlated channels and neighbouring pixels: smooth, colour-mixed noise.
+    base = rng.normal(size=(200, 33, 33, 1))
+    smooth = base[:, 1:, 1:] + base[:, :-1, :-1]
+    sample = np.concatenate(
+        [smooth, 0.5 * smooth + 0.1 * rng.normal(size=smooth.shape), rng.normal(size=smooth.shape)], -1
+    )
+    kernel = whitening_kernel(sample, eps=0.0)
+    windows = np.lib.stride_tricks.sliding_window_view(sample, (2, 2), axis=(1, 2))
+    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)
+    whitened = patches @ kernel.reshape(12, 24)[:, :12]
+    np.testing.assert_allclose(whitened.T @ whitened / len(whitened), np.eye(12), atol=1e-6)
+    np.testing.assert_array_equal(kernel[..., 12:], -kernel[..., :12])
+
+
+def test_augmentation_flips_and_shifts_in_training_only(recipe):
+    batch = images(16, seed=1)
+    layers = augmentation({**recipe, "flip": True, "translate": 2}, seed=3)
+    x = keras.ops.convert_to_tensor(batch.astype("float32"))
+    out = x
+    for layer in layers:
+        out = layer(out, training=True)
+    out = np.asarray(out)
+    assert out.shape == batch.shape
+    changed = 0
+    for original, augmented in zip(batch.astype("float32"), out):
+        matches = [
+            (flip, dy, dx)
+            for flip in (False, True)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(interior(shift(original[:, ::-1] if flip else original, dy, dx)), interior(augmented))
+        ]
+        assert matches, "every augmented image is a mirrored and/or shifted copy of its original"
+        changed += (False, 0, 0) not in matches
+    assert changed > 0
+    for layer in layers:
+        x = layer(x, training=False)
+    np.testing.assert_array_equal(np.asarray(x), batch)
+
+
+def shift(image, dy, dx):
+    return np.roll(image, (dy, dx), axis=(0, 1))
+
+
+def interior(image, border=2):
+    return image[border:-border, border:-border]
+
+
+def test_scaled_bias_learns_scale_squared_times_faster():
+    layer = ScaledBias(scale=8.0)
+    layer.build((None, 3))
+    x = keras.ops.zeros((1, 3))
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = keras.ops.sum(layer(x))
+    (grad,) = tape.gradient(loss, [layer.bias])
+    keras.optimizers.SGD(0.01).apply_gradients([(grad, layer.bias)])
+    np.testing.assert_allclose(np.asarray(layer(x)), np.full((1, 3), -0.01 * 64), rtol=1e-6)
+
+
+def test_fast_recipe_trains_and_its_model_loads_back(tmp_path, monkeypatch):
+    params = prepare_workspace(tmp_path, train_images=64, test_images=20, model="fast")
+    params["fast"].update({**TINY_FAST, "ema_momentum": 0.9, "label_smoothing": 0.2})
+    monkeypatch.chdir(tmp_path)
+    from stages.train import train
+
+    model, history = train(params, state_root=tmp_path / "state", live_dir=tmp_path / "live")
+    assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
+    assert type(model.optimizer).__name__ == "SGD" and model.optimizer.use_ema and model.optimizer.nesterov
+    assert model.loss.label_smoothing == 0.2
+    loaded = load_trained_model(tmp_path / "models/model.keras")
+    batch = images(4)
+    np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
+    assert json.loads((tmp_path / "models/classes.json").read_text())
+
+
+def test_model_name_selects_the_builder(recipe):
+    assert build_model("fast", 10, recipe).name == "fast"
+    assert build_model("seed_cnn", 10).name == "seed_cnn"
+
+
+def views_by_hand(batch):
+    """The level-2 views built independently of stages.tta: (weight, images)."""
+    padded = np.pad(batch, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    down_right = padded[:, :32, :32]  # content moved one pixel down and right
+    up_left = padded[:, 2:, 2:]
+    out = []
+    for weight, view in ((0.25, batch), (0.125, down_right), (0.125, up_left)):
+        out += [(weight, view), (weight, np.flip(view, axis=2))]
+    return out
+
+
+def test_tta_averages_the_mirrored_and_shifted_views():
+    batch = images(6, seed=2)
+    model = keras.Sequential(
+        [keras.Input((32, 32, 3), dtype="uint8"), keras.layers.Rescaling(1 / 255), keras.layers.Flatten()]
+        + [keras.layers.Dense(10, activation="softmax", kernel_initializer=keras.initializers.RandomNormal(seed=1))]
+    )
+    expected = sum(w * model.predict(v, verbose=0) for w, v in views_by_hand(batch))
+    np.testing.assert_allclose(tta.predict(model, batch, level=2, batch_size=4), expected, atol=1e-6)
+    level1 = 0.5 * model.predict(batch, verbose=0) + 0.5 * model.predict(np.flip(batch, axis=2), verbose=0)
+    np.testing.assert_allclose(tta.predict(model, batch, level=1, batch_size=4), level1, atol=1e-6)
+    np.testing.assert_allclose(
+        tta.predict(model, batch, level=0, batch_size=4), model.predict(batch, verbose=0), atol=1e-6
+    )
+    for level in (0, 1, 2):
+        assert sum(weight for weight, _ in tta.weighted_views(batch, level)) == pytest.approx(1.0)
+
+
+def test_weight_average_survives_a_kill_after_the_last_checkpoint(tmp_path, monkeypatch):
+    """The last checkpoint holds the raw weights; a resumed run must still end on their moving average."""
+    from stages.train import train
+
+    params = prepare_workspace(tmp_path, train_images=64, test_images=20, model="fast")
+    params["fast"].update({**TINY_FAST, "epochs": 2, "ema_momentum": 0.5})
+    monkeypatch.chdir(tmp_path)
+
+    class Crash(Exception):
+        pass
+
+    class CrashAtTheEnd(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):  # after the last checkpoint, before the model is written
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(params, model_file=tmp_path / "crashed.keras", state_root=tmp_path / "state", callbacks=[CrashAtTheEnd()])
+    resumed, _ = train(params, model_file=tmp_path / "resumed.keras", state_root=tmp_path / "state")
+    fresh, _ = train(params, model_file=tmp_path / "fresh.keras", state_root=tmp_path / "other")
+    for ours, theirs in zip(resumed.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
