@@ -143,7 +143,9 @@ SCHEMA = {
         "ema_momentum": Rule(
             (int, float), "null (off) or a number from 0 to less than 1", nullable=True, minimum=0, maximum=0.9999
         ),
-        "widths": ListRule(positive_int("an integer from 1 to 4096", maximum=4096), 3, "a list of 3 integers from 1 to 4096"),
+        "widths": ListRule(
+            positive_int("an integer from 1 to 4096", maximum=4096), 3, "a list of 3 integers from 1 to 4096"
+        ),
         "batchnorm_momentum": fraction(),
         "bias_lr_scale": positive_number(),
         "output_scale": positive_number(),
