@@ -1,6 +1,7 @@
 """The fast model: structure, whitening, augmentation, its recipe training a step, and test-time augmentation."""
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -98,11 +99,14 @@ def test_scaled_bias_learns_scale_squared_times_faster():
     np.testing.assert_allclose(np.asarray(layer(x)), np.full((1, 3), -0.01 * 64), rtol=1e-6)
 
 
-def test_fast_recipe_trains_and_its_model_loads_back(tmp_path, monkeypatch):
+def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visualised(tmp_path, monkeypatch):
+    from stages.evaluate import evaluate
+    from stages.train import train
+    from stages.visualize import visualize
+
     params = prepare_workspace(tmp_path, train_images=64, test_images=20, model="fast")
     params["fast"].update({**TINY_FAST, "ema_momentum": 0.9, "label_smoothing": 0.2})
     monkeypatch.chdir(tmp_path)
-    from stages.train import train
 
     model, history = train(params, state_root=tmp_path / "state", live_dir=tmp_path / "live")
     assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
@@ -112,6 +116,16 @@ def test_fast_recipe_trains_and_its_model_loads_back(tmp_path, monkeypatch):
     batch = images(4)
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
     assert json.loads((tmp_path / "models/classes.json").read_text())
+
+    metrics = evaluate(params["evaluate"], tta_level=params["fast"]["tta_level"])
+    assert 0 <= metrics["accuracy"] <= 1 and set(metrics["per_class"]) == set(
+        json.loads(Path("models/classes.json").read_text())
+    )
+    record = visualize({**params["visualize"], "iterations": 2}, progress=lambda message: None)
+    conv_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(record["layers"]) == len(conv_layers) == 7  # the whitening conv and the six of the groups
+    assert [r["filters"] for r in record["layers"].values()] == [conv.filters for conv in conv_layers]
+    assert Path("reports/figures/stimuli/block3b_gelu.png").is_file()
 
 
 def test_model_name_selects_the_builder(recipe):
