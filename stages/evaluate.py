@@ -18,7 +18,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from stages.atomic import save_figure, write_json, write_text
 from stages.errors import run_stage
 from stages.models import MODEL_FILE
-from stages.params import load_params, tta_level
+from stages.params import evaluation_tta_level, load_params
 from stages.preprocess import PREPARED_DIR
 
 METRICS_FILE = Path("reports/metrics.json")
@@ -85,7 +85,7 @@ def evaluate(params, model_file=MODEL_FILE, prepared_dir=PREPARED_DIR, reports=P
 
 def main(argv=None):
     params = load_params()
-    evaluate(params["evaluate"], tta_level=tta_level(params))
+    evaluate(params["evaluate"], tta_level=evaluation_tta_level(params))
 
 
 if __name__ == "__main__":

@@ -225,6 +225,6 @@ def training_recipe(params):
     return params["fast"] if params["train"]["model"] == "fast" else params["train"]
 
 
-def tta_level(params):
+def evaluation_tta_level(params):
     """Test-time augmentation level for evaluation: the fast recipe's; the tutorial's model has none."""
     return params["fast"]["tta_level"] if params["train"]["model"] == "fast" else 0
