@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.workspace import run_stage, scratch_workspace, set_params
+from stages.precision import describe_cpu
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -36,6 +37,7 @@ def run(source, max_train_images=None, max_test_images=None, epochs=None, progre
     gap = results["mixed_bfloat16"]["accuracy"] - results["float32"]["accuracy"]
     row = {
         "benchmark": "precision",
+        "cpu": describe_cpu(),
         "max_train_images": max_train_images,
         "epochs": epochs,
         **results,
@@ -46,7 +48,7 @@ def run(source, max_train_images=None, max_test_images=None, epochs=None, progre
             f"{policy:15s} test accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  "
             f"train {result['train_s']:.0f}s"
         )
-    print(f"bfloat16 - float32: {100 * gap:+.2f} points of test accuracy")
+    print(f"bfloat16 - float32: {100 * gap:+.2f} points of test accuracy (CPU: {row['cpu']})")
     return row
 
 

@@ -32,6 +32,7 @@ from PIL import Image
 
 from benchmarks import bench_time_to_accuracy, bench_train, bench_visualize
 from benchmarks.workspace import PROJECT, run_stage, scratch_workspace, set_params, timed
+from stages.precision import describe_cpu
 
 
 def plain_decode(archive):
@@ -203,7 +204,8 @@ def run(source, smoke=False, progress=print):
 
 
 def print_table(rows):
-    print(f"\n{'benchmark':100s} {'ours':>10s} {'baseline':>10s} {'unit':>9s} {'ratio':>7s}")
+    print(f"\nCPU: {describe_cpu()}")
+    print(f"{'benchmark':100s} {'ours':>10s} {'baseline':>10s} {'unit':>9s} {'ratio':>7s}")
     for r in rows:
         baseline = f"{r['baseline']:10.2f}" if "baseline" in r else f"{'':10s}"
         ratio = f"{r['ratio']:6.2f}x" if "ratio" in r else ""
@@ -219,7 +221,8 @@ def main():
     rows, settings = run(args.source, args.smoke)
     print_table(rows)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"rows": rows, "settings": settings}, indent=2) + "\n")
+    result = {"cpu": describe_cpu(), "rows": rows, "settings": settings}
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.json}")
 
 

@@ -1,9 +1,8 @@
 """The settings a timing depends on, recorded beside every benchmark result."""
 
 import os
-import platform
 
-from stages.precision import cpu_flags
+from stages.precision import BF16_CPU_FLAGS, cpu_flags, cpu_model, describe_cpu
 
 CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -22,9 +21,11 @@ def settings():
 
     flags = cpu_flags()
     return {
-        "machine": platform.processor() or platform.machine(),
+        "cpu": describe_cpu(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "cpu_features": [flag for flag in CPU_FEATURES if flag in flags],
+        "bfloat16_units": [flag for flag in BF16_CPU_FLAGS if flag in flags],
         "tensorflow": tf.__version__,
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS") or "(TensorFlow's default)",
         "onednn": onednn_enabled(),

@@ -6,24 +6,44 @@ slower, so `auto` picks it only where the hardware has it. The softmax and the
 loss stay float32 in every policy (the model's last layer is float32).
 """
 
+import platform
 from contextlib import contextmanager
 from pathlib import Path
 
 CHOICES = ("auto", "float32", "mixed_bfloat16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 BF16_GPU_CAPABILITY = (8, 0)  # Ampere
+CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_flags(cpuinfo=Path("/proc/cpuinfo")):
-    """The CPU's feature flags (Linux; empty elsewhere)."""
+def _cpuinfo_field(name, cpuinfo):
+    """The value of the first `name` line of /proc/cpuinfo (Linux), or None."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return set()
+        return None
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo=CPUINFO):
+    """The CPU's feature flags (Linux; empty elsewhere)."""
+    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
+
+
+def cpu_model(cpuinfo=CPUINFO):
+    """The CPU's model name, e.g. 'AMD EPYC 7B13' (Linux), else what the platform says."""
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or platform.machine()
+
+
+def describe_cpu(cpuinfo=CPUINFO):
+    """The CPU and its bfloat16 units in one line, written beside every timing and training run."""
+    flags = cpu_flags(cpuinfo)
+    units = [flag for flag in BF16_CPU_FLAGS if flag in flags]
+    return f"{cpu_model(cpuinfo)}; bfloat16 units: {', '.join(units) if units else 'none (emulated)'}"
 
 
 def gpu_capabilities():

@@ -209,7 +209,7 @@ def train(
     state = resume.state_dir(key if chief else f"{key}-{distribute.worker_name(strategy)}", state_root)
 
     policy = precision.resolve(settings["precision"])
-    print(f"precision: {policy} (train.precision: {settings['precision']})")
+    print(f"precision: {policy} (train.precision: {settings['precision']}; CPU: {precision.describe_cpu()})")
     print(f"strategy: {settings['strategy']} ({type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s))")
     batch_size = recipe["batch_size"]
     epochs = recipe["epochs"]
@@ -241,6 +241,7 @@ def train(
     if chief:
         live = make_live(history, live_dir)
         live.log_param("precision", policy)  # what `auto` resolved to on this machine
+        live.log_param("cpu", precision.describe_cpu())  # timings of other machines are not comparable
         fit_callbacks.append(DVCLiveCallback(live=live))
     fit_options = dict(
         steps_per_epoch=steps_per_epoch,

@@ -13,8 +13,13 @@ from tests.datagen import write_cifar_archive
 TINY_TRAIN = {"epochs": 2, "batch_size": 16, "learning_rate": 0.005, "lr_decay": 0.9, "seed": 7}
 
 
-def prepare_workspace(path, train_images=100, test_images=40, **train_params):
-    """params.yaml + data/prepared/ from a generated CIFAR archive, in `path`."""
+def prepare_workspace(path, *, precision, train_images=100, test_images=40, **train_params):
+    """params.yaml + data/prepared/ from a generated CIFAR archive, in `path`.
+
+    `precision` (train.precision) is required: a test that compares numbers between runs
+    or devices needs "float32", since `auto` is bfloat16 on CPUs with bfloat16 units, whose
+    rounding differences grow quickly over training steps (tests/test_distribute.py).
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
@@ -24,7 +29,7 @@ def prepare_workspace(path, train_images=100, test_images=40, **train_params):
         path,
         fetch={"source": str(archive)},
         preprocess={"max_train_images": train_images, "max_test_images": test_images},
-        train={**TINY_TRAIN, **train_params},
+        train={**TINY_TRAIN, "precision": precision, **train_params},
     )
     preprocess(
         archive,

@@ -50,7 +50,7 @@ def train_and_evaluate(workspace):
 def reference(tmp_path_factory):
     """An uninterrupted train + evaluate run of the tiny recipe."""
     workspace = tmp_path_factory.mktemp("reference")
-    prepare_workspace(workspace, epochs=EPOCHS)
+    prepare_workspace(workspace, precision="float32", epochs=EPOCHS)
     train_and_evaluate(workspace)
     return workspace
 
@@ -62,7 +62,7 @@ def assert_same_results(workspace, reference):
 
 @pytest.mark.slow
 def test_two_clean_runs_give_byte_identical_metrics_and_equal_weights(tmp_path, reference):
-    prepare_workspace(tmp_path, epochs=EPOCHS)
+    prepare_workspace(tmp_path, precision="float32", epochs=EPOCHS)
     train_and_evaluate(tmp_path)
     assert_same_results(tmp_path, reference)
 
@@ -70,7 +70,7 @@ def test_two_clean_runs_give_byte_identical_metrics_and_equal_weights(tmp_path, 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["mid-epoch", "after-checkpoint", "final-rename"])
 def test_train_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, reference, point):
-    prepare_workspace(tmp_path, epochs=EPOCHS)
+    prepare_workspace(tmp_path, precision="float32", epochs=EPOCHS)
     run_attacked(point, "train", tmp_path)
     assert not (tmp_path / "models/model.keras").exists()  # nothing half-done under the real name
     result = run_stage_process("train", tmp_path)
@@ -87,9 +87,21 @@ def test_train_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, reference
     assert not any((tmp_path / ".train_state").iterdir())  # state removed after success
 
 
+@pytest.mark.slow
+def test_bfloat16_train_killed_mid_epoch_then_rerun_equals_an_uninterrupted_bfloat16_run(tmp_path):
+    reference, attacked = tmp_path / "reference", tmp_path / "attacked"
+    for path in (reference, attacked):
+        prepare_workspace(path, precision="mixed_bfloat16", epochs=EPOCHS)
+    run_stage_process("train", reference)
+    run_attacked("mid-epoch", "train", attacked)
+    result = run_stage_process("train", attacked)
+    assert "resuming from" in result.stdout and "precision: mixed_bfloat16" in result.stdout
+    assert_same_weights(weights_of(attacked / "models/model.keras"), weights_of(reference / "models/model.keras"))
+
+
 @pytest.mark.parametrize("point", ["mid-write", "final-rename"])
 def test_preprocess_killed_mid_write_leaves_the_good_outputs_or_none(tmp_path, point):
-    prepare_workspace(tmp_path)
+    prepare_workspace(tmp_path, precision="float32")  # no training here
     run_stage_process("fetch", tmp_path)
     prepared = tmp_path / "data/prepared"
     before = {path.name: path.read_bytes() for path in prepared.iterdir()}

@@ -39,7 +39,7 @@ def test_confusion_rows_name_classes():
 
 
 def test_evaluate_writes_metrics_and_figures(tmp_path, monkeypatch):
-    params = prepare_workspace(tmp_path, epochs=1)
+    params = prepare_workspace(tmp_path, precision="auto", epochs=1)
     monkeypatch.chdir(tmp_path)
     train(params)
     metrics = evaluate(params["evaluate"])

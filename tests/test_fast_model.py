@@ -104,7 +104,7 @@ def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visual
     from stages.train import train
     from stages.visualize import visualize
 
-    params = prepare_workspace(tmp_path, train_images=64, test_images=20, model="fast")
+    params = prepare_workspace(tmp_path, precision="auto", train_images=64, test_images=20, model="fast")
     params["fast"].update({**TINY_FAST, "ema_momentum": 0.9, "label_smoothing": 0.2})
     monkeypatch.chdir(tmp_path)
 
@@ -165,7 +165,7 @@ def test_weight_average_survives_a_kill_after_the_last_checkpoint(tmp_path, monk
     """The last checkpoint holds the raw weights; a resumed run must still end on their moving average."""
     from stages.train import train
 
-    params = prepare_workspace(tmp_path, train_images=64, test_images=20, model="fast")
+    params = prepare_workspace(tmp_path, precision="float32", train_images=64, test_images=20, model="fast")
     params["fast"].update({**TINY_FAST, "epochs": 2, "ema_momentum": 0.5})
     monkeypatch.chdir(tmp_path)
 

@@ -11,7 +11,8 @@ from tests.dvc_repo import make_repo
 TINY = {
     "visualize": {"iterations": 3},
     "preprocess": {"max_train_images": 100, "max_test_images": 40},
-    "train": {"epochs": 1, "batch_size": 16},
+    # float32: these repos' runs are compared with each other (tests/helpers.py: prepare_workspace)
+    "train": {"epochs": 1, "batch_size": 16, "precision": "float32"},
 }
 
 

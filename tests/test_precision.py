@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import yaml
 
 from stages import precision
 from stages.train import train
@@ -31,6 +32,19 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert precision.cpu_flags(tmp_path / "missing") == set()
 
 
+def test_the_cpu_is_described_with_its_bfloat16_units(tmp_path):
+    xeon, epyc = tmp_path / "xeon", tmp_path / "epyc"
+    xeon.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz\n"
+        "flags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    )
+    epyc.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: avx2 fma\n")
+    assert precision.describe_cpu(xeon) == (
+        "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz; bfloat16 units: amx_bf16, avx512_bf16"
+    )
+    assert precision.describe_cpu(epyc) == "AMD EPYC 7B13; bfloat16 units: none (emulated)"
+
+
 def test_mixed_bfloat16_trains_in_bfloat16_with_a_float32_softmax(tmp_path, monkeypatch):
     params = prepare_workspace(tmp_path, epochs=1, precision="mixed_bfloat16")
     monkeypatch.chdir(tmp_path)
@@ -44,5 +58,5 @@ def test_mixed_bfloat16_trains_in_bfloat16_with_a_float32_softmax(tmp_path, monk
     probabilities = saved.predict(np.zeros((3, 32, 32, 3), np.uint8), verbose=0)
     assert probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    logged = (tmp_path / "live/params.yaml").read_text()
-    assert "precision: mixed_bfloat16" in logged
+    logged = yaml.safe_load((tmp_path / "live/params.yaml").read_text())
+    assert logged == {"precision": "mixed_bfloat16", "cpu": precision.describe_cpu()}

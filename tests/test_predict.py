@@ -12,7 +12,7 @@ from tests.helpers import prepare_workspace, train_in_workspace
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("predict")
-    train_in_workspace(path, prepare_workspace(path, epochs=1))
+    train_in_workspace(path, prepare_workspace(path, precision="auto", epochs=1))
     return path
 
 

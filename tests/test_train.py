@@ -56,7 +56,9 @@ def test_warmup_cosine_rises_linearly_then_decays_to_zero():
 
 
 def test_warmup_cosine_rate_is_logged_each_epoch(tmp_path, monkeypatch):
-    params = prepare_workspace(tmp_path, epochs=2, schedule="warmup_cosine", warmup_epochs=1, learning_rate=0.01)
+    params = prepare_workspace(
+        tmp_path, precision="auto", epochs=2, schedule="warmup_cosine", warmup_epochs=1, learning_rate=0.01
+    )
     monkeypatch.chdir(tmp_path)
     _, history = train(params, state_root=tmp_path / "state", live_dir=tmp_path / "live")
     # 100 images at batch 16: 7 steps an epoch; after epoch 1 the warm-up has just peaked, after 2 it is at 0.
@@ -86,7 +88,7 @@ def assert_same_weights(a, b):
 
 
 def test_changed_params_never_resume_from_other_state(tmp_path):
-    params = prepare_workspace(tmp_path, epochs=2)
+    params = prepare_workspace(tmp_path, precision="float32", epochs=2)
     data_files = sorted((tmp_path / "data/prepared").glob("*.npy"))
     code = [resume.__file__]
     key = resume.run_key(params["train"], data_files, code)
@@ -103,7 +105,7 @@ def without_clock(history):
 
 @pytest.mark.parametrize("schedule", ["exponential", "warmup_cosine"])
 def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, monkeypatch, schedule):
-    params = prepare_workspace(tmp_path, epochs=2, schedule=schedule, warmup_epochs=1)
+    params = prepare_workspace(tmp_path, precision="float32", epochs=2, schedule=schedule, warmup_epochs=1)
     monkeypatch.chdir(tmp_path)
 
     class Crash(Exception):

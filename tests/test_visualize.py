@@ -142,7 +142,7 @@ def test_model_without_conv_layers_is_refused(tmp_path):
 
 
 def test_visualize_stage_outputs_and_determinism(tmp_path, monkeypatch):
-    params = prepare_workspace(tmp_path, epochs=1)
+    params = prepare_workspace(tmp_path, precision="float32", epochs=1)  # compares two runs
     monkeypatch.chdir(tmp_path)
     train(params)
     params["visualize"]["iterations"] = 5

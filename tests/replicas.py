@@ -1,0 +1,64 @@
+"""Run a stage module as its own process would, with instruments for the distribution tests:
+
+    python -m tests.replicas [--cpus N] [--no-dropout] [--all-reduce-log FILE] stages.train
+
+--cpus N            split the CPU into N logical devices, as N GPUs would be: MirroredStrategy then
+                    trains N replicas in this process.
+--no-dropout        Dropout passes its input through. Each replica draws its dropout mask from the same
+                    seed state, so N devices cannot draw the masks one device draws; without dropout
+                    they compute the same function, and their weights can be compared.
+--all-reduce-log F  write, when the stage ends, the dtype of every value all-reduced across replicas
+                    (gradients, synchronised BatchNorm sums) to F as a JSON list.
+"""
+
+import argparse
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import stages  # noqa: F401  (TensorFlow's environment, before TensorFlow is imported)
+import keras
+import tensorflow as tf
+
+
+def split_cpu(count):
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+def record_all_reduces(log):
+    """Every ReplicaContext.all_reduce (Keras's gradient sum and BatchNorm's synchronised moments use it)."""
+    original = tf.distribute.ReplicaContext.all_reduce
+
+    def all_reduce(self, reduce_op, value, options=None):
+        log.extend(tensor.dtype.name for tensor in tf.nest.flatten(value))
+        return original(self, reduce_op, value, options)
+
+    tf.distribute.ReplicaContext.all_reduce = all_reduce
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="python -m tests.replicas")
+    parser.add_argument("--cpus", type=int, default=1)
+    parser.add_argument("--no-dropout", action="store_true")
+    parser.add_argument("--all-reduce-log", type=Path)
+    parser.add_argument("module")
+    args = parser.parse_args()
+    if args.cpus > 1:
+        split_cpu(args.cpus)
+    if args.no_dropout:
+        keras.layers.Dropout.call = lambda self, inputs, training=False: inputs
+    log = []
+    if args.all_reduce_log:
+        record_all_reduces(log)
+    sys.argv = [args.module]
+    try:
+        runpy.run_module(args.module, run_name="__main__")
+    finally:
+        if args.all_reduce_log:
+            args.all_reduce_log.write_text(json.dumps(log))
+
+
+if __name__ == "__main__":
+    main()
