@@ -36,8 +36,9 @@ _END_OF_ARCHIVE = b"\0" * 1024  # a tar ends with two zero blocks
 
 
 def read_complete_tar(path):
-    """The decompressed bytes of a tar archive; PipelineError unless the archive is whole.
+    """The decompressed bytes of a tar archive; PipelineError unless it is one, and whole.
 
+    A compressed stream cut short is named as truncated, not as "not a tar archive".
     tarfile stops quietly at a cut that falls between members, so truncation is
     checked here: the compressed stream must end properly and the tar must end
     with its end-of-archive blocks. Reading stops at MAX_TOTAL_BYTES (bombs).
@@ -46,6 +47,8 @@ def read_complete_tar(path):
     with open(path, "rb") as f:
         magic = f.read(6)
     opener = next((op for prefix, op in _OPENERS.items() if magic.startswith(prefix)), open)
+    if opener is open and not tarfile.is_tarfile(path):  # uncompressed: tell at once, before reading it all
+        raise PipelineError(f"{path}: not a tar archive (plain, .gz, .bz2 or .xz)")
     chunks, size = [], 0
     try:
         with opener(path, "rb") as stream:
@@ -57,6 +60,8 @@ def read_complete_tar(path):
     except (EOFError, OSError, zlib.error, lzma.LZMAError) as err:
         raise PipelineError(f"{path}: archive is truncated or corrupt: {err}") from err
     data = b"".join(chunks)
+    if not tarfile.is_tarfile(io.BytesIO(data)):
+        raise PipelineError(f"{path}: not a tar archive (plain, .gz, .bz2 or .xz)")
     if data[-len(_END_OF_ARCHIVE) :] != _END_OF_ARCHIVE:
         raise PipelineError(f"{path}: archive is truncated (no end-of-archive marker)")
     return data
@@ -71,8 +76,6 @@ def iter_archive_files(path, wanted=lambda name: True):
     total = 0
     count = 0
     try:
-        if not tarfile.is_tarfile(path):
-            raise PipelineError(f"{path}: not a tar archive (plain, .gz, .bz2 or .xz)")
         with tarfile.open(fileobj=io.BytesIO(read_complete_tar(path)), mode="r:") as tar:
             for member in tar:
                 count += 1

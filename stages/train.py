@@ -25,6 +25,7 @@ import tensorflow as tf
 from stages import distribute, precision, resume
 from stages import fast_net  # noqa: F401  registers the fast model's layer, for loading checkpoints
 from stages.atomic import atomic_path, write_json
+from stages.codegraph import files_run_by
 from stages.errors import run_stage
 from stages.models import MODEL_FILE, build_model
 from stages.params import load_params, training_recipe
@@ -32,21 +33,9 @@ from stages.preprocess import PREPARED_DIR
 from stages.runtime import configure_tensorflow
 
 LIVE_DIR = Path("reports/train")
-# The code that determines the trained weights: part of the resume key.
-# stages/__init__.py sets TensorFlow's oneDNN switch, which changes the arithmetic.
-CODE_FILES = [
-    Path(__file__).with_name(name)
-    for name in (
-        "train.py",
-        "resume.py",
-        "models.py",
-        "fast_net.py",
-        "precision.py",
-        "runtime.py",
-        "distribute.py",
-        "__init__.py",
-    )
-]
+# The code that determines the trained weights, part of the resume key: every project file this
+# stage runs, read from its imports (so a file cannot be forgotten; tests/test_resume_key.py).
+CODE_FILES = files_run_by("stages.train")
 
 
 def load_prepared(prepared_dir=PREPARED_DIR):
@@ -54,6 +43,13 @@ def load_prepared(prepared_dir=PREPARED_DIR):
     arrays = {name: np.load(prepared_dir / f"{name}.npy") for name in ("x_train", "y_train", "x_test", "y_test")}
     classes = json.loads((prepared_dir / "classes.json").read_text())
     return arrays, classes
+
+
+def run_key(params, prepared_dir, code_files=CODE_FILES):
+    """The resume key of a training run: its params, its prepared data and the code it runs."""
+    settings = params["train"]
+    data_files = sorted(Path(prepared_dir).glob("*.npy"))
+    return resume.run_key({"train": settings, "recipe": training_recipe(params)}, data_files, code_files)
 
 
 def lr_schedule(learning_rate, decay):
@@ -200,12 +196,11 @@ def train(
     recipe = training_recipe(params)
     model_name = settings["model"]
     arrays, classes = load_prepared(prepared_dir)
-    data_files = sorted(Path(prepared_dir).glob("*.npy"))
     keras.utils.set_random_seed(settings["seed"])
     configure_tensorflow()
     strategy = distribute.make_strategy(settings["strategy"])
     chief = distribute.is_chief(strategy)
-    key = resume.run_key({"train": settings, "recipe": recipe}, data_files, CODE_FILES)
+    key = run_key(params, prepared_dir)
     state = resume.state_dir(key if chief else f"{key}-{distribute.worker_name(strategy)}", state_root)
 
     policy = precision.resolve(settings["precision"])

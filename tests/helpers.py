@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from stages.preprocess import preprocess
 from tests.conftest import PROJECT, set_params
 from tests.datagen import write_cifar_archive
@@ -39,6 +41,21 @@ def prepare_workspace(path, *, precision, train_images=100, test_images=40, **tr
         progress=lambda m: None,
     )
     return params
+
+
+def views_by_hand(batch, level=2):
+    """The test-time augmentation views of `level`, built independently of stages.tta: [(weight, images)]."""
+    if level == 0:
+        return [(1.0, batch)]
+    if level == 1:
+        return [(0.5, batch), (0.5, np.flip(batch, axis=2))]
+    padded = np.pad(batch, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    down_right = padded[:, :32, :32]  # content moved one pixel down and right
+    up_left = padded[:, 2:, 2:]
+    out = []
+    for weight, view in ((0.25, batch), (0.125, down_right), (0.125, up_left)):
+        out += [(weight, view), (weight, np.flip(view, axis=2))]
+    return out
 
 
 def train_in_workspace(path, params):

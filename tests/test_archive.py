@@ -52,9 +52,11 @@ def test_reads_regular_files_and_directories(tmp_path):
 )
 def test_hostile_members_are_refused(tmp_path, member, message):
     path = make_tar(tmp_path / "bad.tar", [file_member("ok.txt"), member])
+    yielded = []
     with pytest.raises(PipelineError, match=message):
-        read_all(path)
-    assert not (tmp_path.parent / "escape.txt").exists()
+        for name, _ in iter_archive_files(path):
+            yielded.append(name)
+    assert yielded == ["ok.txt"], "the hostile member must be refused before anything reads it"
 
 
 def test_decompression_bomb_stops_before_reading(tmp_path):
@@ -102,3 +104,33 @@ def test_gzip_bomb_stops_at_the_total_limit(tmp_path, monkeypatch):
     assert path.stat().st_size < 100_000
     with pytest.raises(PipelineError, match="unpacks to more than"):
         read_all(path)
+
+
+@pytest.mark.parametrize("compression", ["", "gz", "bz2", "xz"])
+def test_every_compression_reads_and_a_cut_is_named(tmp_path, compression):
+    members = [file_member(f"train/cat/{i}.png", bytes(range(256)) * 40) for i in range(20)]
+    path = make_tar(tmp_path / f"a.tar{'.' + compression if compression else ''}", members, f"w:{compression}")
+    assert read_all(path) == {info.name: data for info, data in members}
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(PipelineError, match="truncated"):
+        read_all(path)
+
+
+def test_member_count_is_bounded(tmp_path, monkeypatch):
+    import stages.archive as archive
+
+    monkeypatch.setattr(archive, "MAX_MEMBERS", 5)
+    assert len(read_all(make_tar(tmp_path / "five.tar", [file_member(f"{i}.png") for i in range(5)]))) == 5
+    with pytest.raises(PipelineError, match="more than 5 members; refusing"):
+        read_all(make_tar(tmp_path / "six.tar", [file_member(f"{i}.png") for i in range(6)]))
+
+
+def test_total_size_is_bounded_for_plain_tars_too(tmp_path, monkeypatch):
+    import stages.archive as archive
+
+    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 64 << 10)
+    small = [file_member(f"{i}.png", b"x" * (10 << 10)) for i in range(3)]
+    assert len(read_all(make_tar(tmp_path / "small.tar", small))) == 3
+    large = [file_member(f"{i}.png", b"x" * (10 << 10)) for i in range(8)]  # 80 KiB of members
+    with pytest.raises(PipelineError, match="unpacks to more than"):
+        read_all(make_tar(tmp_path / "large.tar", large))

@@ -72,7 +72,13 @@ def test_two_clean_runs_give_byte_identical_metrics_and_equal_weights(tmp_path, 
 def test_train_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, reference, point):
     prepare_workspace(tmp_path, precision="float32", epochs=EPOCHS)
     run_attacked(point, "train", tmp_path)
-    assert not (tmp_path / "models/model.keras").exists()  # nothing half-done under the real name
+    checkpoints = sorted(path.name for path in tmp_path.glob(".train_state/*/epoch-*.keras"))
+    if point == "final-rename":  # the whole model written, killed before its rename: not under the real name
+        assert list((tmp_path / "models").glob(".model.keras.*.tmp.keras"))
+        assert not (tmp_path / "models/model.keras").exists()
+        assert checkpoints == [f"epoch-{EPOCHS:04d}.keras"]
+    else:  # killed in the second epoch, or as the first checkpoint landed: that checkpoint is the state
+        assert checkpoints == ["epoch-0001.keras"]
     result = run_stage_process("train", tmp_path)
     assert "resuming from" in result.stdout
     if point == "mid-epoch":  # equal weights give equal metrics (the clean-runs test); evaluate once
@@ -87,15 +93,25 @@ def test_train_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, reference
     assert not any((tmp_path / ".train_state").iterdir())  # state removed after success
 
 
+# The fast model with its random flips and shifts on: a resume must restore their random state too.
+FAST_AUGMENTED = {"epochs": EPOCHS, "batch_size": 20, "widths": [8, 16, 16], "flip": True, "translate": 2}
+
+
 @pytest.mark.slow
-def test_bfloat16_train_killed_mid_epoch_then_rerun_equals_an_uninterrupted_bfloat16_run(tmp_path):
+@pytest.mark.parametrize(
+    "precision, model",
+    [("mixed_bfloat16", "seed_cnn"), ("float32", "fast")],
+    ids=["bfloat16", "fast-model-augmented"],
+)
+def test_train_killed_mid_epoch_then_rerun_equals_an_uninterrupted_run_of_the_same_kind(tmp_path, precision, model):
     reference, attacked = tmp_path / "reference", tmp_path / "attacked"
     for path in (reference, attacked):
-        prepare_workspace(path, precision="mixed_bfloat16", epochs=EPOCHS)
+        prepare_workspace(path, precision=precision, epochs=EPOCHS, model=model)
+        set_params(path, fast=FAST_AUGMENTED)
     run_stage_process("train", reference)
     run_attacked("mid-epoch", "train", attacked)
     result = run_stage_process("train", attacked)
-    assert "resuming from" in result.stdout and "precision: mixed_bfloat16" in result.stdout
+    assert "resuming from" in result.stdout and f"precision: {precision}" in result.stdout
     assert_same_weights(weights_of(attacked / "models/model.keras"), weights_of(reference / "models/model.keras"))
 
 
@@ -198,7 +214,9 @@ def test_fetch_killed_mid_download_then_rerun_completes(tmp_path):
         process.send_signal(signal.SIGKILL)
         process.wait()
         handler.release.set()
-        assert not (tmp_path / "data/raw/dataset").exists()
+        partial = tmp_path / "keras_home/datasets/cifar-10-python.tar.gz"
+        assert 0 < partial.stat().st_size < len(handler.payload), "killed mid-download: a partial file is left"
+        assert not (tmp_path / "data/raw").exists()
         result = subprocess.run(
             [sys.executable, "-m", "stages.fetch"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )

@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 
-from stages import resume
 from stages.models import load_trained_model
 from tests.conftest import set_params
 from tests.helpers import prepare_workspace, stage_env, train_in_workspace
@@ -67,9 +66,9 @@ def assert_same_training(path, reference, atol=1e-4):
 
 
 def run_replicas(path, *options, env=None):
-    """The train stage in `path` through tests/replicas.py (logical CPUs, no dropout, all-reduce log)."""
+    """The train stage in `path` through tests/instrumented.py (logical CPUs, no dropout, all-reduce log)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.replicas", *options, "stages.train"],
+        [sys.executable, "-m", "tests.instrumented", *options, "stages.train"],
         cwd=path,
         env=env or stage_env(),
         stdout=subprocess.PIPE,
@@ -124,14 +123,12 @@ def test_two_workers_on_loopback_train_together_and_only_the_chief_writes(one_de
 
 
 def test_workers_at_different_epochs_refuse_to_resume(one_device):
-    from stages.params import load_params, training_recipe
-    from stages.train import CODE_FILES
+    from stages.params import load_params
+    from stages.train import run_key
 
     pristine = one_device.with_name("pristine")
     workers = [workspace_copy(pristine, one_device.with_name(f"split{i}"), strategy="multi_worker") for i in (0, 1)]
-    params = load_params(workers[1] / "params.yaml")
-    data_files = sorted((workers[1] / "data/prepared").glob("*.npy"))
-    key = resume.run_key({"train": params["train"], "recipe": training_recipe(params)}, data_files, CODE_FILES)
+    key = run_key(load_params(workers[1] / "params.yaml"), workers[1] / "data/prepared")
     state = workers[1] / ".train_state" / f"{key}-worker-1"
     state.mkdir(parents=True)
     (state / "epoch-0001.keras").write_bytes(b"")  # a checkpoint the chief does not have
@@ -174,7 +171,7 @@ def rms(a, b):
 def bfloat16_one_device(request, tmp_path_factory):
     """(pristine bfloat16 workspace, its one-device weights, bfloat16's error unit) for one step of each model.
 
-    Dropout is off in every run of these comparisons (tests/replicas.py says why).
+    Dropout is off in every run of these comparisons (tests/instrumented.py says why).
     """
     from stages.params import load_params
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.datagen import write_cifar_archive
 from tests.dvc_repo import Repo, command_env, make_repo
@@ -81,6 +82,15 @@ def test_metrics_params_and_plots_diff_between_commits(repo):
     page = (out / "index.html").read_text()
     assert "Confusion matrix" in page and "HEAD" in page and "workspace" in page
 
+    # The same comparison between two branches: the new run committed on its own branch.
+    repo.git("checkout", "-q", "-b", "lower-rate")
+    repo.commit("lower learning rate")
+    branches = json.loads(repo.dvc("metrics", "diff", "main", "lower-rate", "--json").stdout)
+    accuracy = branches["reports/metrics.json"]["accuracy"]
+    assert (accuracy["old"], accuracy["new"]) == (old_metrics["accuracy"], new_metrics["accuracy"])
+    plots = json.loads(repo.dvc("plots", "diff", "main", "lower-rate", "--json").stdout)["data"]
+    assert {row["rev"] for row in plots["Loss"][0]["content"]["data"]["values"]} == {"main", "lower-rate"}
+
 
 def test_exp_run_records_and_survives_a_kill(baseline, tmp_path):
     """`dvc exp run` records params and metrics; killed (SIGKILL, with its train stage) after the first
@@ -93,6 +103,11 @@ def test_exp_run_records_and_survives_a_kill(baseline, tmp_path):
     data = experiment["revs"][0]["data"]  # the experiment records its params and metrics
     assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 2
     assert data["metrics"]["reports/metrics.json"]["data"] == read_json(reference.path / "reports/metrics.json")
+    # ... and the training figures DVCLive logged for its last epoch
+    assert data["metrics"]["reports/train/metrics.json"]["data"] == read_json(
+        reference.path / "reports/train/metrics.json"
+    )
+    assert {"loss", "accuracy"} <= set(data["metrics"]["reports/train/metrics.json"]["data"]["train"])
     killed = Repo(shutil.copytree(baseline.path, tmp_path / "killed", symlinks=True))
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dvc"), "exp", "run", *change],
@@ -138,6 +153,23 @@ def test_queued_grid_runs_and_compares(repo):
     assert seeds == [1, 2]
     assert all("accuracy" in run["metrics"]["reports/metrics.json"]["data"] for run in runs)
 
+    # Keep one: `dvc exp apply` brings its params and results into the workspace, then commit.
+    chosen = next(
+        exp
+        for row in rows
+        for exp in (row.get("experiments") or [])
+        if exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["evaluate"]["seed"] == 2
+    )
+    repo.dvc("exp", "apply", chosen["name"])
+    assert yaml.safe_load((repo.path / "params.yaml").read_text())["evaluate"]["seed"] == 2
+    assert (
+        read_json(repo.path / "reports/metrics.json")
+        == chosen["revs"][0]["data"]["metrics"]["reports/metrics.json"]["data"]
+    )
+    repo.commit(f"Adopt {chosen['name']}")
+    assert repo.dvc("status").stdout.strip() == "Data and pipelines are up to date."
+    assert repo.git("status", "--porcelain").stdout == ""
+
 
 def test_share_through_a_local_remote(repo, tmp_path):
     storage = tmp_path / "storage"
@@ -177,6 +209,8 @@ def test_report_compares_with_base_and_its_html_draws(repo):
     assert "cdn.jsdelivr" not in page.read_text()  # Vega is inlined: the page draws offline
     browser = chromium()
     if browser is None:
+        if os.environ.get("CI"):  # .ci/run installs it: in CI a missing browser is a failure
+            pytest.fail("no chromium: the report page cannot be drawn")
         pytest.skip("no chromium on this machine (.ci/run installs it)")
     dom = subprocess.run(
         [

@@ -1,13 +1,21 @@
+import csv
+import io
 import json
+from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import confusion_matrix
 
-from stages.evaluate import compute_metrics, confusion_rows, evaluate
-from stages.train import train
+from stages import fast_net  # noqa: F401  registers the fast model's layer for keras.models.load_model
+from stages.errors import run_stage
+from stages.evaluate import compute_metrics, confusion_rows, evaluate, main
+from stages.params import load_params
+from tests.conftest import set_params
 from tests.datagen import CLASSES
-from tests.helpers import prepare_workspace
+from tests.helpers import prepare_workspace, train_in_workspace, views_by_hand
 
 
 def test_metrics_agree_with_first_principles():
@@ -38,17 +46,62 @@ def test_confusion_rows_name_classes():
     assert text.splitlines() == ["actual,predicted", "cat,cat", "dog,cat", "dog,dog"]
 
 
-def test_evaluate_writes_metrics_and_figures(tmp_path, monkeypatch):
-    params = prepare_workspace(tmp_path, precision="auto", epochs=1)
-    monkeypatch.chdir(tmp_path)
-    train(params)
-    metrics = evaluate(params["evaluate"])
-    on_disk = json.loads((tmp_path / "reports/metrics.json").read_text())
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny trained workspace of each model."""
+    paths = {}
+    for model in ("seed_cnn", "fast"):
+        path = tmp_path_factory.mktemp(model)
+        prepare_workspace(path, precision="float32", test_images=30, epochs=1, model=model)
+        set_params(path, fast={"epochs": 1, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5})
+        train_in_workspace(path, load_params(path / "params.yaml"))
+        paths[model] = path
+    return paths
+
+
+def test_evaluate_writes_metrics_and_figures(trained, monkeypatch):
+    path = trained["seed_cnn"]
+    monkeypatch.chdir(path)
+    metrics = evaluate(load_params()["evaluate"])
+    on_disk = json.loads((path / "reports/metrics.json").read_text())
     assert on_disk == metrics
     assert 0 <= on_disk["accuracy"] <= 1 and on_disk["loss"] > 0
     assert set(on_disk["per_class"]) == set(CLASSES)
-    rows = (tmp_path / "reports/eval/confusion.csv").read_text().splitlines()
-    assert rows[0] == "actual,predicted" and len(rows) == 1 + len(np.load(tmp_path / "data/prepared/y_test.npy"))
     for figure in ("confusion_matrix.png", "predictions.png"):
-        with Image.open(tmp_path / "reports/figures" / figure) as image:
+        with Image.open(path / "reports/figures" / figure) as image:
             assert image.format == "PNG"
+
+
+def expected_probabilities(model_file, images, level):
+    """The model's class probabilities averaged over hand-built views (tests/helpers.py)."""
+    model = keras.models.load_model(model_file)
+    return sum(weight * model.predict(view, verbose=0) for weight, view in views_by_hand(images, level))
+
+
+@pytest.mark.parametrize(
+    "model, tta_level, expected_level",
+    [("fast", 0, 0), ("fast", 1, 1), ("fast", 2, 2), ("seed_cnn", 2, 0)],  # the tutorial's model has no TTA
+)
+def test_the_stage_entry_scores_the_views_its_params_select(
+    trained, monkeypatch, capsys, model, tta_level, expected_level
+):
+    path = trained[model]
+    monkeypatch.chdir(path)
+    set_params(path, fast={"tta_level": tta_level})
+    assert run_stage(main) == 0
+    x_test, y_test = np.load("data/prepared/x_test.npy"), np.load("data/prepared/y_test.npy")
+    probabilities = expected_probabilities("models/model.keras", x_test, expected_level)
+    predicted = probabilities.argmax(axis=1)
+    metrics = json.loads(Path("reports/metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(np.mean(predicted == y_test), abs=1e-6)
+    assert metrics["loss"] == pytest.approx(-np.mean(np.log(probabilities[np.arange(len(y_test)), y_test])), abs=1e-4)
+    assert f"(test-time augmentation: {expected_level})" in capsys.readouterr().out
+    # confusion.csv: one (actual, predicted) row per test image, in order; its counts are scikit-learn's matrix
+    rows = list(csv.DictReader(io.StringIO(Path("reports/eval/confusion.csv").read_text())))
+    assert [(row["actual"], row["predicted"]) for row in rows] == [
+        (CLASSES[t], CLASSES[p]) for t, p in zip(y_test, predicted)
+    ]
+    counts = np.zeros((len(CLASSES), len(CLASSES)), int)
+    for row in rows:
+        counts[CLASSES.index(row["actual"]), CLASSES.index(row["predicted"])] += 1
+    np.testing.assert_array_equal(counts, confusion_matrix(y_test, predicted, labels=range(len(CLASSES))))

@@ -12,7 +12,7 @@ from stages.fast_net import ScaledBias, augmentation, fast_cnn, whitening_kernel
 from stages.models import build_model, load_trained_model
 from stages.params import load_params
 from tests.conftest import PROJECT
-from tests.helpers import prepare_workspace
+from tests.helpers import prepare_workspace, views_by_hand
 
 TINY_FAST = {"epochs": 1, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5}
 
@@ -131,17 +131,6 @@ def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visual
 def test_model_name_selects_the_builder(recipe):
     assert build_model("fast", 10, recipe).name == "fast"
     assert build_model("seed_cnn", 10).name == "seed_cnn"
-
-
-def views_by_hand(batch):
-    """The level-2 views built independently of stages.tta: (weight, images)."""
-    padded = np.pad(batch, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-    down_right = padded[:, :32, :32]  # content moved one pixel down and right
-    up_left = padded[:, 2:, 2:]
-    out = []
-    for weight, view in ((0.25, batch), (0.125, down_right), (0.125, up_left)):
-        out += [(weight, view), (weight, np.flip(view, axis=2))]
-    return out
 
 
 def test_tta_averages_the_mirrored_and_shifted_views():

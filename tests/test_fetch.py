@@ -65,6 +65,13 @@ def quiet(message):
     pass
 
 
+def earlier_output(workspace):
+    """A good data/raw/dataset from an earlier run, which a failing fetch must leave as it is."""
+    out = workspace / "data/raw/dataset"
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"good earlier output")
+
+
 def test_download_verifies_and_caches(workspace, server):
     handler, url, archive = server
     dest = fetch(url, f"md5:{md5(archive)}", retries=1, timeout=10, progress=quiet)
@@ -80,13 +87,14 @@ def test_download_verifies_and_caches(workspace, server):
 def test_bad_transfer_is_retried_then_fails_leaving_nothing(workspace, server, mode, monkeypatch):
     handler, url, archive = server
     handler.mode = mode
+    earlier_output(workspace)
     monkeypatch.setattr(download.time, "sleep", lambda s: None)
     with pytest.raises(PipelineError, match="download failed after 2 attempts"):
         fetch(url, f"md5:{md5(archive)}", retries=2, timeout=10, progress=quiet)
     assert handler.requests == 2
     cache = workspace / "keras_home" / "datasets"
-    assert not any(cache.iterdir()) if cache.exists() else True
-    assert not (workspace / "data" / "raw" / "dataset").exists()
+    assert list(cache.iterdir()) == [], "a failed download is not kept"
+    assert (workspace / "data/raw/dataset").read_bytes() == b"good earlier output"
 
 
 def test_partial_file_in_cache_is_not_taken_as_good(workspace, server):
@@ -145,10 +153,50 @@ def test_missing_and_truncated_sources(workspace, capsys):
     assert run_stage(main) == 2
     assert "does not exist" in capsys.readouterr().err
 
+    earlier_output(workspace)
     archive = workspace / "t.tar.gz"
     write_cifar_archive(archive)
     archive.write_bytes(archive.read_bytes()[:-200])
     set_params(workspace, fetch={"source": str(archive)})
     assert run_stage(main) == 2
     assert f"{archive}: archive is truncated" in capsys.readouterr().err
-    assert not (workspace / "data" / "raw" / "dataset").exists()
+    assert (workspace / "data/raw/dataset").read_bytes() == b"good earlier output"
+
+
+def test_without_a_checksum_the_source_is_downloaded_afresh_each_time(workspace, server):
+    handler, url, archive = server
+    url = url.replace("cifar-10-python.tar.gz", "my-images.tar.gz")  # not the official name: no known md5
+    for expected_requests in (1, 2):
+        assert fetch(url, None, retries=1, timeout=10, progress=quiet).read_bytes() == archive.read_bytes()
+        assert handler.requests == expected_requests
+
+
+class _StallHandler(http.server.BaseHTTPRequestHandler):
+    """Sends the headers and a few bytes, then nothing until released."""
+
+    release = None
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"\x1f\x8b" * 10)
+        self.wfile.flush()
+        self.release.wait(30)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_stalled_download_times_out_after_fetch_timeout(workspace):
+    handler = type("Stall", (_StallHandler,), {"release": threading.Event()})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/my-images.tar.gz"
+    try:
+        with pytest.raises(PipelineError, match=r"download failed after 1 attempts: .*timed out"):
+            fetch(url, None, retries=1, timeout=0.5, progress=quiet)
+    finally:
+        handler.release.set()
+        httpd.shutdown()
+        httpd.server_close()

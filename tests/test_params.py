@@ -5,6 +5,7 @@ from stages import fetch, preprocess
 from stages.errors import run_stage
 from stages.params import MODEL_NAMES, load_params
 from tests.conftest import PROJECT, set_params
+from tests.datagen import write_cifar_archive
 
 
 def run_and_capture(main, capsys):
@@ -86,11 +87,17 @@ def test_missing_section_and_unparsable_yaml(workspace, capsys):
     assert code == 2 and "YAML does not parse at line" in err and "\n" not in err
 
 
-def test_bad_param_leaves_earlier_outputs_untouched(workspace, capsys):
+def test_a_bad_param_stops_the_stage_before_any_work(workspace, capsys):
+    """The source is good and the old output in place: a bad `retries` must stop fetch before it copies."""
+    archive = workspace / "source.tar.gz"
+    write_cifar_archive(archive)
     out = workspace / "data" / "raw" / "dataset"
     out.parent.mkdir(parents=True)
     out.write_bytes(b"good earlier output")
-    set_params(workspace, fetch={"retries": 0})
+    set_params(workspace, fetch={"source": str(archive), "retries": 0})
     code, err = run_and_capture(fetch.main, capsys)
     assert code == 2 and "fetch.retries is 0" in err
     assert out.read_bytes() == b"good earlier output"
+    set_params(workspace, fetch={"retries": 1})  # the same run with the param fixed does the work
+    assert run_and_capture(fetch.main, capsys)[0] == 0
+    assert out.read_bytes() == archive.read_bytes()

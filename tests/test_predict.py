@@ -1,7 +1,9 @@
 import json
 
+import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from stages.errors import run_stage
 from stages.predict import main
@@ -12,7 +14,7 @@ from tests.helpers import prepare_workspace, train_in_workspace
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("predict")
-    train_in_workspace(path, prepare_workspace(path, precision="auto", epochs=1))
+    train_in_workspace(path, prepare_workspace(path, precision="auto", epochs=2))
     return path
 
 
@@ -39,6 +41,31 @@ def test_top3_for_images_of_any_size_and_mode(trained, tmp_path, capsys):
         assert len(ranked) == 3 and probabilities == sorted(probabilities, reverse=True)
         assert 0 < sum(probabilities) <= 1.0001
         assert {r["class"] for r in ranked} <= set(classes)
+
+
+def decode_by_hand(path):
+    """The documented conversion, with Pillow alone: RGB, then 32x32 (area filter shrinking, bilinear growing)."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+        shrinking = rgb.size[0] > 32 or rgb.size[1] > 32
+        filter_ = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+        return np.asarray(rgb.resize((32, 32), filter_) if rgb.size != (32, 32) else rgb)
+
+
+def test_top_class_is_the_models_argmax_on_the_same_pixels(trained, tmp_path, capsys):
+    images = write_images(tmp_path)
+    model_file = trained / "models/model.keras"
+    assert run_stage(main, ["--model", str(model_file), "--json", "--top", "10", *images]) == 0
+    out = json.loads(capsys.readouterr().out)["predictions"]
+    probabilities = keras.models.load_model(model_file).predict(
+        np.stack([decode_by_hand(p) for p in images]), verbose=0
+    )
+    classes = json.loads((trained / "models/classes.json").read_text())
+    for path, expected in zip(images, probabilities):
+        ranked = out[path]
+        assert ranked[0]["class"] == classes[int(np.argmax(expected))]
+        by_class = {r["class"]: r["probability"] for r in ranked}
+        np.testing.assert_allclose([by_class[c] for c in classes], expected, atol=2e-6)
 
 
 def test_plain_output_one_line_per_image(trained, tmp_path, capsys):

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import pickle
@@ -77,16 +78,65 @@ def test_missing_cifar_member(tmp_path):
         read_dataset(tmp_path / "partial.tar")
 
 
-def test_images_of_any_mode_and_size_become_32x32_rgb():
-    rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
-    for mode in ("L", "RGBA", "CMYK", "P"):
-        fmt = "JPEG" if mode == "CMYK" else "PNG"
-        out = decode_image(encode_image(rgb, fmt, mode), "x")
-        assert out.shape == (32, 32, 3) and out.dtype == np.uint8
-    gray = decode_image(encode_image(rgb, "PNG", "L"), "x")
-    assert (gray[..., 0] == gray[..., 1]).all()
-    big = np.kron(rgb, np.ones((2, 2, 1), np.uint8))  # 64x64, each pixel doubled
-    np.testing.assert_allclose(decode_image(encode_image(big), "x").astype(int), rgb.astype(int), atol=1)
+def quadrants(colours, size=32):
+    """An image of four flat quadrants of the given RGB colours."""
+    image = np.zeros((size, size, 3), np.uint8)
+    half = size // 2
+    for (row, col), colour in zip([(0, 0), (0, 1), (1, 0), (1, 1)], colours):
+        image[row * half : (row + 1) * half, col * half : (col + 1) * half] = colour
+    return image
+
+
+COLOURS = [(200, 30, 40), (20, 180, 60), (30, 60, 220), (240, 230, 20)]
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "L", "CMYK"])
+def test_images_of_any_mode_keep_their_colours(mode):
+    rgb = quadrants(COLOURS)
+    if mode == "P":  # a palette of exactly these four colours
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=4).save(buffer, "PNG")
+        data = buffer.getvalue()
+    else:
+        data = encode_image(rgb, "JPEG" if mode == "CMYK" else "PNG", mode)
+    out = decode_image(data, "x")
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    if mode in ("RGBA", "P"):  # alpha dropped; a palette of four colours holds them exactly
+        np.testing.assert_array_equal(out, rgb)
+    elif mode == "L":  # ITU-R 601 luma, in all three channels
+        luma = np.round(rgb.astype(float) @ [0.299, 0.587, 0.114])
+        np.testing.assert_allclose(out, np.repeat(luma[..., None], 3, axis=-1), atol=1)
+    else:  # CMYK, through lossy JPEG: each quadrant's colour comes back, inverted from C, M, Y
+        means = [out[r : r + 8, c : c + 8].reshape(-1, 3).mean(axis=0) for r, c in [(4, 4), (4, 20), (20, 4), (20, 20)]]
+        np.testing.assert_allclose(means, COLOURS, atol=8)
+
+
+def smooth_noise(height, width, seed=0):
+    """A non-trivial image: neighbouring pixels differ, so every resampling filter gives another result."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+
+
+@pytest.mark.parametrize(
+    "height, width, expected",
+    [(64, 64, "box"), (100, 75, "box"), (48, 20, "box"), (20, 20, "bilinear"), (24, 31, "bilinear")],
+)
+def test_resizing_uses_pillows_area_filter_to_shrink_and_bilinear_to_enlarge(height, width, expected):
+    """Area averaging when any side shrinks (no aliasing), bilinear when the image only grows."""
+    image = smooth_noise(height, width)
+    out = decode_image(encode_image(image), "x")
+    reference = {name: np.asarray(Image.fromarray(image).resize((32, 32), f)) for name, f in FILTERS.items()}
+    np.testing.assert_array_equal(out, reference[expected])
+    for name, other in reference.items():
+        if name != expected:
+            assert not np.array_equal(out, other), f"{name} gives the same result: the test cannot tell them apart"
 
 
 def test_undecodable_image_names_the_member(tmp_path):

@@ -1,6 +1,6 @@
-"""Run a stage module as its own process would, with instruments for the distribution tests:
+"""Run a stage module as its own process would, with instruments for the tests:
 
-    python -m tests.replicas [--cpus N] [--no-dropout] [--all-reduce-log FILE] stages.train
+    python -m tests.instrumented [--cpus N] [--no-dropout] [--all-reduce-log FILE] [--modules-log FILE] stages.train
 
 --cpus N            split the CPU into N logical devices, as N GPUs would be: MirroredStrategy then
                     trains N replicas in this process.
@@ -9,6 +9,8 @@
                     they compute the same function, and their weights can be compared.
 --all-reduce-log F  write, when the stage ends, the dtype of every value all-reduced across replicas
                     (gradients, synchronised BatchNorm sums) to F as a JSON list.
+--modules-log F     write, when the stage ends, the project files of every module it imported
+                    (paths relative to the project; this runner's own files left out) to F as a JSON list.
 """
 
 import argparse
@@ -20,6 +22,8 @@ from pathlib import Path
 import stages  # noqa: F401  (TensorFlow's environment, before TensorFlow is imported)
 import keras
 import tensorflow as tf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # not stages.codegraph's: the log would list it
 
 
 def split_cpu(count):
@@ -38,11 +42,26 @@ def record_all_reduces(log):
     tf.distribute.ReplicaContext.all_reduce = all_reduce
 
 
+def project_modules(main_module):
+    """Project files of the modules imported so far and of `main_module` (run as __main__), relative to
+    the project; tests/ and hidden folders (the virtualenv) left out."""
+    found = {Path(*main_module.split(".")).with_suffix(".py").as_posix()}
+    for module in list(sys.modules.values()):
+        path = Path(getattr(module, "__file__", None) or "/").resolve()
+        if not path.is_relative_to(PROJECT_ROOT):
+            continue
+        relative = path.relative_to(PROJECT_ROOT)
+        if relative.parts[0] != "tests" and not relative.parts[0].startswith("."):
+            found.add(relative.as_posix())
+    return sorted(found)
+
+
 def main():
-    parser = argparse.ArgumentParser(prog="python -m tests.replicas")
+    parser = argparse.ArgumentParser(prog="python -m tests.instrumented")
     parser.add_argument("--cpus", type=int, default=1)
     parser.add_argument("--no-dropout", action="store_true")
     parser.add_argument("--all-reduce-log", type=Path)
+    parser.add_argument("--modules-log", type=Path)
     parser.add_argument("module")
     args = parser.parse_args()
     if args.cpus > 1:
@@ -58,6 +77,8 @@ def main():
     finally:
         if args.all_reduce_log:
             args.all_reduce_log.write_text(json.dumps(log))
+        if args.modules_log:
+            args.modules_log.write_text(json.dumps(project_modules(args.module)))
 
 
 if __name__ == "__main__":
