@@ -68,7 +68,8 @@ def run(source, overrides=(), smoke=False, progress=print):
         fast_epochs = epoch_seconds(root)
 
         progress("one epoch of seed_cnn on the same data ...")
-        set_params(root, "train", {"model": "seed_cnn", "epochs": 1})
+        set_params(root, "train", {"model": "seed_cnn"})
+        set_params(root, "seed_cnn", {"epochs": 1})
         run_stage("train", root)
         seed_epoch = epoch_seconds(root)[0]
 
@@ -79,7 +80,7 @@ def run(source, overrides=(), smoke=False, progress=print):
         "stage_s": stage_s,
         "total_s": round(sum(stage_s.values()), 1),
         "test_accuracy": metrics["accuracy"],
-        "tta_level": params["fast"]["tta_level"],
+        "tta_level": params["tta"]["fast"],
         "test_accuracy_without_tta": round(last_epoch["eval"]["accuracy"], 4),
         "fast_epoch_s": fast_epochs,
         "seed_cnn_epoch_s": seed_epoch,

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.workspace import run_stage, scratch_workspace, set_params
-from stages.precision import describe_cpu
+from cifar.training.precision import describe_cpu
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -28,7 +28,8 @@ def run(source, max_train_images=None, max_test_images=None, epochs=None, progre
         run_stage("fetch", root)
         run_stage("preprocess", root)
         for policy in PRECISIONS:
-            set_params(root, "train", {"precision": policy, **({"epochs": epochs} if epochs else {})})
+            set_params(root, "train", {"precision": policy})
+            set_params(root, "seed_cnn", {"epochs": epochs} if epochs else {})
             progress(f"training in {policy} ...")
             train_s, _ = run_stage("train", root, show_output=True)
             run_stage("evaluate", root)
@@ -57,7 +58,7 @@ def main():
     parser.add_argument("--source", required=True, help="dataset for fetch.source (archive or directory)")
     parser.add_argument("--max-train-images", type=int, help="a class-balanced subset (default: all)")
     parser.add_argument("--max-test-images", type=int, help="a class-balanced subset (default: all)")
-    parser.add_argument("--epochs", type=int, help="default: train.epochs of params.yaml")
+    parser.add_argument("--epochs", type=int, help="default: seed_cnn.epochs of params.yaml")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     row = run(args.source, args.max_train_images, args.max_test_images, args.epochs)

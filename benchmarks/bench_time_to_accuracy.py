@@ -81,7 +81,7 @@ def run(source, quick=QUICK_RECIPE, progress=print):
         run_stage("preprocess", root)
         runs = {}
         for name, overrides in (("tutorial", {}), ("quick", quick)):
-            set_params(root, "train", overrides)
+            set_params(root, "seed_cnn", overrides)
             progress(f"training the {name} recipe {overrides or '(params.yaml defaults)'} ...")
             run_stage("train", root, show_output=True)
             runs[name] = history(root)

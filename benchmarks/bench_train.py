@@ -2,7 +2,7 @@
 
 Ours: the train stage's loop (uint8 images in memory, normalised inside the model,
 per-epoch stateless shuffle, tf.data with prefetch, deterministic ops) under the
-stage's TensorFlow settings (oneDNN on, see stages/__init__.py). Baseline: the
+stage's TensorFlow settings (oneDNN on, see cifar/__init__.py). Baseline: the
 tutorial's way, plain `model.fit` on float32 NumPy arrays normalised beforehand,
 under TensorFlow's default settings; and, to show where the gain comes from, the
 same with our oneDNN setting. Each runs in its own process (TensorFlow reads the
@@ -29,9 +29,9 @@ def tutorial_model():
     """seed_cnn without the built-in normalisation: it takes float32 x/255 - 0.5."""
     import keras
 
-    from stages.models import seed_cnn
+    from cifar.models import seed_cnn
 
-    model = seed_cnn(10)
+    model = seed_cnn.build(10)
     inputs = keras.Input((32, 32, 3), dtype="float32")
     x = inputs
     for layer in model.layers[2:]:
@@ -52,26 +52,29 @@ def measure(part, count, epochs, batch_size, seed=0):
     import numpy as np
 
     from benchmarks.settings import settings
-    from stages.models import build_model
-    from stages.train import compile_model, training_batches
+    from cifar.models.registry import build_model, model_spec
+    from cifar.training.batches import training_batches
+    from cifar.training.loop import compile_model
+
+    tutorial = {"schedule": "exponential"}  # the tutorial's recipe: Adamax at 0.005, no label smoothing
 
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
     y = keras.utils.to_categorical(rng.integers(0, 10, count), 10)
     keras.utils.set_random_seed(seed)
     if part == "ours":
-        from stages.runtime import configure_tensorflow
+        from cifar.core.runtime import configure_tensorflow
 
         configure_tensorflow()  # as the train stage does
-        model = build_model("seed_cnn", 10)
-        compile_model(model, 0.005)
+        model = build_model("seed_cnn", 10, tutorial)
+        compile_model(model, model_spec("seed_cnn"), tutorial, 0.005)
         steps = math.ceil(count / batch_size)
         fit = lambda n: model.fit(  # noqa: E731
             training_batches(x, y, batch_size, seed, 0, n), steps_per_epoch=steps, epochs=n, verbose=0
         )
     else:
         model = tutorial_model()
-        compile_model(model, 0.005)
+        compile_model(model, model_spec("seed_cnn"), tutorial, 0.005)
         x_float = (x / 255 - 0.5).astype("float32")  # the tutorial's normalize()
         fit = lambda n: model.fit(x_float, y, batch_size=batch_size, epochs=n, shuffle=True, verbose=0)  # noqa: E731
     return {"images_per_s": round(images_per_second(fit, count, epochs), 1), "settings": settings()}
@@ -134,7 +137,7 @@ def main():
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     if args.part:
-        import stages  # noqa: F401  (sets the stage's TensorFlow environment unless the caller set it)
+        import cifar  # noqa: F401  (sets the stage's TensorFlow environment unless the caller set it)
 
         print(json.dumps(measure(args.part, args.images, args.epochs, args.batch_size)))
         return

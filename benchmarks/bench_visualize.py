@@ -15,15 +15,15 @@ import time
 from pathlib import Path
 
 
-import stages  # noqa: F401  (first: sets TensorFlow's environment before it loads)
+import cifar  # noqa: F401  (first: sets TensorFlow's environment before it loads)
 import keras
 import numpy as np
 import tensorflow as tf
 
-from stages import stimuli
-from stages.models import build_model
-from stages.runtime import configure_tensorflow
 from benchmarks.settings import settings
+from cifar.core.runtime import configure_tensorflow
+from cifar.models.registry import build_model
+from cifar.visualization import stimuli
 
 
 def tutorial_stimulus(submodel, filter_index, iterations, step, rng):
@@ -84,7 +84,7 @@ def main():
         model = keras.models.load_model(args.model)
     else:
         print(f"{args.model} not found: timing an untrained seed_cnn (same cost)")
-        model = build_model("seed_cnn", 10)
+        model = build_model("seed_cnn", 10, recipe=None)
     result = run(model)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from PIL import Image
 
 from benchmarks import bench_time_to_accuracy, bench_train, bench_visualize
 from benchmarks.workspace import PROJECT, run_stage, scratch_workspace, set_params, timed
-from stages.precision import describe_cpu
+from cifar.training.precision import describe_cpu
 
 
 def plain_decode(archive):
@@ -56,7 +56,7 @@ def scratch_repository(source, root, smoke=False):
     scratch_workspace(source, root)
     if smoke:
         set_params(root, "preprocess", SMOKE_PREPROCESS)
-        set_params(root, "train", SMOKE_TRAIN)
+        set_params(root, "seed_cnn", SMOKE_TRAIN)
     for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "benchmark"]):
         subprocess.run(command, cwd=root, check=True, env=git_env())
 
@@ -126,7 +126,7 @@ def run(source, smoke=False, progress=print):
 
         progress("2. the quick recipe ...")
         tutorial = bench_time_to_accuracy.history(root)
-        set_params(root, "train", {**bench_time_to_accuracy.QUICK_RECIPE, **(SMOKE_TRAIN if smoke else {})})
+        set_params(root, "seed_cnn", {**bench_time_to_accuracy.QUICK_RECIPE, **(SMOKE_TRAIN if smoke else {})})
         _, train_rss = run_stage("train", root, show_output=True)
         quick = bench_time_to_accuracy.history(root)
 

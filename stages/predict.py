@@ -1,32 +1,32 @@
 """Classify image files with the trained model: top classes with probabilities.
 
-    python -m stages.predict IMAGE... [--model models/model.keras] [--top 3] [--json]
-
 Images of any size or format Pillow reads are converted to 32x32 RGB as in
 preprocess. An unreadable file or a directory gets one line on stderr; the other
 images are still classified, and the exit status is 1. A missing model: exit 2.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from stages.datasets import decode_image
-from stages.errors import PipelineError, run_stage
+from cifar.core import cli
+from cifar.core.artifacts import Artifacts
+from cifar.core.errors import PipelineError
+from cifar.data.images import decode_image
 
-MODEL_FILE = Path("models/model.keras")  # models.MODEL_FILE, without importing Keras for --help
+MODEL_FILE = Artifacts().model
 
 
 def classes_file(model_file):
-    return Path(model_file).with_name("classes.json")
+    """The class names the train stage writes beside the model (models/classes.json)."""
+    return Path(model_file).with_name(Artifacts().model_classes.name)
 
 
 def load_classifier(model_file):
     """(model, class names); PipelineError when either is missing or unreadable."""
-    from stages.models import load_trained_model  # imports Keras: seconds
+    from cifar.models.saved import load_trained_model  # imports Keras: seconds
 
     model = load_trained_model(model_file)
     try:
@@ -71,7 +71,7 @@ def predict(paths, model_file=MODEL_FILE, top=3):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__.splitlines()[0])
+    parser = cli.parser("stages.predict", __doc__)
     parser.add_argument("images", nargs="+", help="image files (png, jpg, ...)")
     parser.add_argument("--model", default=str(MODEL_FILE), help="trained model (default: %(default)s)")
     parser.add_argument("--top", type=int, default=3, help="how many classes to show (default: %(default)s)")
@@ -92,4 +92,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage(main))
+    sys.exit(cli.run(main))

@@ -23,7 +23,7 @@ def die():
 
 
 def plant(point, stage):
-    import stages.atomic as atomic
+    import cifar.core.atomic as atomic
 
     if point in ("final-rename", "after-checkpoint"):
         real_replace = atomic.os.replace
@@ -54,7 +54,7 @@ def plant(point, stage):
     elif point == "mid-epoch":
         import keras
 
-        import stages.train as train
+        import cifar.training.loop as loop
 
         class KillMidEpoch(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
@@ -64,17 +64,18 @@ def plant(point, stage):
             def on_epoch_begin(self, epoch, logs=None):
                 self.epoch = epoch
 
-        real_train = train.train
-        train.train = lambda params, **kwargs: real_train(params, callbacks=[KillMidEpoch()], **kwargs)
+        real_train = loop.train
+        loop.train = lambda *args, callbacks=(), **kwargs: real_train(
+            *args, callbacks=[*callbacks, KillMidEpoch()], **kwargs
+        )
     else:
         raise SystemExit(f"unknown point {point!r}")
 
 
 if __name__ == "__main__":
     point, stage = sys.argv[1:3]
-    import stages  # noqa: F401  (the stage's environment, as `python -m stages.<stage>` sets it)
-
-    from stages.errors import run_stage
+    import cifar  # noqa: F401  (the stage's environment, as `python -m stages.<stage>` sets it)
+    from cifar.core import cli
 
     plant(point, stage)
-    sys.exit(run_stage(importlib.import_module(f"stages.{stage}").main))  # as each stage's __main__ does
+    sys.exit(cli.run(importlib.import_module(f"stages.{stage}").main, []))  # as each stage's __main__ does

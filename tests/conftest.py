@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import stages  # noqa: F401  (sets TensorFlow's environment before any test imports it)
+import cifar  # noqa: F401  (sets TensorFlow's environment before any test imports it)
 
 PROJECT = Path(__file__).resolve().parents[1]
 

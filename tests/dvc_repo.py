@@ -8,7 +8,17 @@ from pathlib import Path
 
 from tests.conftest import PROJECT, set_params
 
-PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
+PROJECT_FILES = [
+    "stages",
+    "cifar",
+    "data/sources",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvcignore",
+    ".gitignore",
+]
 
 
 def command_env():

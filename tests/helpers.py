@@ -1,6 +1,7 @@
 """Shared test helpers: tiny prepared workspaces and running stages as real processes."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -8,43 +9,59 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar.core.artifacts import Artifacts
 from stages.preprocess import preprocess
 from tests.conftest import PROJECT, set_params
 from tests.datagen import write_cifar_archive
 
-TINY_TRAIN = {"epochs": 2, "batch_size": 16, "learning_rate": 0.005, "lr_decay": 0.9, "seed": 7}
+# The tutorial's recipe, shrunk: keys of params.yaml's `seed_cnn` section, and train.seed.
+TINY_RECIPE = {"epochs": 2, "batch_size": 16, "learning_rate": 0.005, "lr_decay": 0.9}
+TINY_SEED = 7
+TRAIN_KEYS = ("model", "precision", "strategy", "seed")
 
 
 def prepare_workspace(path, *, precision, train_images=100, test_images=40, **train_params):
-    """params.yaml + data/prepared/ from a generated CIFAR archive, in `path`.
+    """params.yaml, data/raw/dataset (a generated CIFAR archive, as fetch leaves it) and data/prepared/ in `path`.
 
     `precision` (train.precision) is required: a test that compares numbers between runs
     or devices needs "float32", since `auto` is bfloat16 on CPUs with bfloat16 units, whose
     rounding differences grow quickly over training steps (tests/test_distribute.py).
+    `train_params`: keys of the `train` section (model, strategy, seed) and of the `seed_cnn` recipe.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
     archive = path / "cifar.tar.gz"
     write_cifar_archive(archive, train_per_batch=max(train_images // 5, 10), test=max(test_images, 10))
+    artifacts = Artifacts(path)
+    artifacts.raw_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(archive, artifacts.raw_dataset)
+    train = {key: value for key, value in train_params.items() if key in TRAIN_KEYS}
+    recipe = {key: value for key, value in train_params.items() if key not in TRAIN_KEYS}
     params = set_params(
         path,
         fetch={"source": str(archive)},
         preprocess={"max_train_images": train_images, "max_test_images": test_images},
-        train={**TINY_TRAIN, "precision": precision, **train_params},
+        train={"seed": TINY_SEED, "precision": precision, **train},
+        seed_cnn={**TINY_RECIPE, **recipe},
     )
-    preprocess(
-        archive,
-        path / "data/prepared",
-        params["preprocess"],
-        path / "reports/figures/samples.png",
-        progress=lambda m: None,
-    )
+    preprocess(params["preprocess"], artifacts, progress=lambda m: None)
     return params
 
 
+def training_params(path):
+    """(train settings, the chosen model's recipe) from the params.yaml in `path`, validated."""
+    from cifar.core.params import load_params
+    from cifar.models.registry import model_spec
+    from cifar.training.params import TRAIN
+
+    settings = load_params({"train": TRAIN}, Path(path) / "params.yaml")["train"]
+    spec = model_spec(settings["model"])
+    return settings, load_params({spec.name: spec.recipe}, Path(path) / "params.yaml")[spec.name]
+
+
 def views_by_hand(batch, level=2):
-    """The test-time augmentation views of `level`, built independently of stages.tta: [(weight, images)]."""
+    """The test-time augmentation views of `level`, built independently of cifar.evaluation.tta: [(weight, images)]."""
     if level == 0:
         return [(1.0, batch)]
     if level == 1:
@@ -58,18 +75,12 @@ def views_by_hand(batch, level=2):
     return out
 
 
-def train_in_workspace(path, params):
-    """The train stage, in this process, on workspace `path`: every input and output under it."""
-    from stages.train import train
+def train_in_workspace(path, callbacks=()):
+    """The train stage's work, in this process, on workspace `path` (every input and output under it)."""
+    from cifar.training.loop import train
 
-    path = Path(path)
-    return train(
-        params,
-        prepared_dir=path / "data/prepared",
-        model_file=path / "models/model.keras",
-        state_root=path / ".train_state",
-        live_dir=path / "reports/train",
-    )
+    settings, recipe = training_params(path)
+    return train(settings, recipe, Artifacts(path), callbacks=callbacks)
 
 
 def stage_env():

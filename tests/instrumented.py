@@ -19,7 +19,7 @@ import runpy
 import sys
 from pathlib import Path
 
-import stages  # noqa: F401  (TensorFlow's environment, before TensorFlow is imported)
+import cifar  # noqa: F401  (TensorFlow's environment, before TensorFlow is imported)
 import keras
 import tensorflow as tf
 

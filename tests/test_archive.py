@@ -3,8 +3,8 @@ import tarfile
 
 import pytest
 
-from stages.archive import MAX_MEMBER_BYTES, iter_archive_files, iter_directory_files
-from stages.errors import PipelineError
+from cifar.data.archive import MAX_MEMBER_BYTES, iter_archive_files, iter_directory_files
+from cifar.core.errors import PipelineError
 
 
 def make_tar(path, members, mode="w"):
@@ -96,7 +96,7 @@ def test_directory_with_symlink_is_refused(tmp_path):
 
 
 def test_gzip_bomb_stops_at_the_total_limit(tmp_path, monkeypatch):
-    import stages.archive as archive
+    import cifar.data.archive as archive
 
     monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 4 << 20)
     zeros = b"\0" * (16 << 20)  # compresses to a few KB, unpacks past the (lowered) limit
@@ -117,7 +117,7 @@ def test_every_compression_reads_and_a_cut_is_named(tmp_path, compression):
 
 
 def test_member_count_is_bounded(tmp_path, monkeypatch):
-    import stages.archive as archive
+    import cifar.data.archive as archive
 
     monkeypatch.setattr(archive, "MAX_MEMBERS", 5)
     assert len(read_all(make_tar(tmp_path / "five.tar", [file_member(f"{i}.png") for i in range(5)]))) == 5
@@ -126,7 +126,7 @@ def test_member_count_is_bounded(tmp_path, monkeypatch):
 
 
 def test_total_size_is_bounded_for_plain_tars_too(tmp_path, monkeypatch):
-    import stages.archive as archive
+    import cifar.data.archive as archive
 
     monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 64 << 10)
     small = [file_member(f"{i}.png", b"x" * (10 << 10)) for i in range(3)]

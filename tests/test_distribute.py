@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from stages.models import load_trained_model
+from cifar.models.saved import load_trained_model
 from tests.conftest import set_params
 from tests.helpers import prepare_workspace, stage_env, train_in_workspace
 
@@ -35,9 +35,7 @@ def one_device(tmp_path_factory):
     set_params(path, fast=FAST)
     pristine = path.with_name("pristine")
     shutil.copytree(path, pristine)
-    from stages.params import load_params
-
-    train_in_workspace(path, load_params(path / "params.yaml"))
+    train_in_workspace(path)
     return path
 
 
@@ -123,12 +121,13 @@ def test_two_workers_on_loopback_train_together_and_only_the_chief_writes(one_de
 
 
 def test_workers_at_different_epochs_refuse_to_resume(one_device):
-    from stages.params import load_params
-    from stages.train import run_key
+    from cifar.core.artifacts import Artifacts
+    from cifar.training.loop import run_key
+    from tests.helpers import training_params
 
     pristine = one_device.with_name("pristine")
     workers = [workspace_copy(pristine, one_device.with_name(f"split{i}"), strategy="multi_worker") for i in (0, 1)]
-    key = run_key(load_params(workers[1] / "params.yaml"), workers[1] / "data/prepared")
+    key = run_key(*training_params(workers[1]), Artifacts(workers[1]))
     state = workers[1] / ".train_state" / f"{key}-worker-1"
     state.mkdir(parents=True)
     (state / "epoch-0001.keras").write_bytes(b"")  # a checkpoint the chief does not have
@@ -154,7 +153,7 @@ def test_workers_at_different_epochs_refuse_to_resume(one_device):
 # of bfloat16 layers already hold bfloat16 values. The all-reduce log catches that loss instead.
 BF16_TOLERANCE = 0.3
 BF16_RECIPES = {
-    "seed_cnn": {"train": {"epochs": 1, "batch_size": 20, "learning_rate": 0.005}},
+    "seed_cnn": {"seed_cnn": {"epochs": 1, "batch_size": 20, "learning_rate": 0.005}},
     "fast": {"fast": {**FAST, "epochs": 1, "warmup_epochs": 0}},  # no warm-up: its first step has rate 0
 }
 
@@ -173,8 +172,6 @@ def bfloat16_one_device(request, tmp_path_factory):
 
     Dropout is off in every run of these comparisons (tests/instrumented.py says why).
     """
-    from stages.params import load_params
-
     model = request.param
     root = tmp_path_factory.mktemp(f"bf16-{model}")
     pristine = root / "pristine"
@@ -189,7 +186,7 @@ def bfloat16_one_device(request, tmp_path_factory):
         patch.setattr(keras.layers.Dropout, "call", lambda self, inputs, training=False: inputs)
         for precision in ("float32", "mixed_bfloat16"):
             path = workspace_copy(pristine, root / precision, precision=precision)
-            train_in_workspace(path, load_params(path / "params.yaml"))
+            train_in_workspace(path)
             trained[precision] = float_weights(path)
     unit = rms(trained["mixed_bfloat16"], trained["float32"])
     assert unit > 0, "bfloat16 should round differently from float32"

@@ -47,7 +47,7 @@ def read_json(path):
 def test_metrics_params_and_plots_diff_between_commits(repo):
     old_metrics = read_json(repo.path / "reports/metrics.json")
     old_stimuli = read_json(repo.path / "reports/stimuli.json")
-    repo.set_params(train={"learning_rate": 0.001, "epochs": 2})
+    repo.set_params(seed_cnn={"learning_rate": 0.001, "epochs": 2})
     assert ran_stages(repo.dvc("repro").stdout) == ["train", "evaluate", "visualize"]
     new_metrics = read_json(repo.path / "reports/metrics.json")
 
@@ -63,7 +63,7 @@ def test_metrics_params_and_plots_diff_between_commits(repo):
     )
 
     params = json.loads(repo.dvc("params", "diff", "HEAD", "--json").stdout)["params.yaml"]
-    lr, epochs = params["train.learning_rate"], params["train.epochs"]
+    lr, epochs = params["seed_cnn.learning_rate"], params["seed_cnn.epochs"]
     assert (lr["old"], lr["new"], epochs["old"], epochs["new"]) == (0.005, 0.001, 1, 2)
 
     plots = json.loads(repo.dvc("plots", "diff", "HEAD", "--json").stdout)["data"]
@@ -92,22 +92,53 @@ def test_metrics_params_and_plots_diff_between_commits(repo):
     assert {row["rev"] for row in plots["Loss"][0]["content"]["data"]["values"]} == {"main", "lower-rate"}
 
 
+def test_a_local_source_rewritten_in_place_makes_fetch_stale(repo, tmp_path):
+    source = tmp_path / "mine.tar.gz"
+    write_cifar_archive(source, train_per_batch=20)
+    repo.set_params(fetch={"source": str(source)})
+    repo.dvc("repro", "fetch")
+    assert "fetch" not in repo.dvc("status", "fetch").stdout
+    write_cifar_archive(source, train_per_batch=19)  # five images fewer, same path
+    status = repo.dvc("status", "fetch").stdout
+    assert "fetch:" in status and f"modified:           {source}" in status
+
+
+def test_the_recipe_of_the_model_not_in_use_reruns_nothing(repo):
+    repo.set_params(fast={"epochs": 3, "widths": [16, 32, 32]}, tta={"fast": 1})
+    assert repo.dvc("status").stdout.strip() == "Data and pipelines are up to date."
+    repo.set_params(tta={"seed_cnn": 1})  # the model in use: evaluate reruns, train does not
+    status = repo.dvc("status").stdout
+    assert "evaluate:" in status and "train:" not in status
+
+
+def test_the_model_is_a_dvc_artifact_that_gto_versions(repo):
+    repo.git(
+        "tag", "-a", "cifar-cnn@v1.0.0", "-m", "Registering artifact cifar-cnn version v1.0.0"
+    )  # as `gto register`
+    show = "import json, dvc.api; print(json.dumps(dvc.api.artifacts_show('cifar-cnn', version='v1.0.0', repo='.')))"
+    shown = json.loads(repo.run(sys.executable, "-c", show).stdout)
+    assert shown == {"rev": repo.git("rev-parse", "HEAD").stdout.strip(), "path": "models/model.keras"}
+
+
 def test_exp_run_records_and_survives_a_kill(baseline, tmp_path):
     """`dvc exp run` records params and metrics; killed (SIGKILL, with its train stage) after the first
     checkpoint, the rerun resumes and matches the uninterrupted experiment."""
-    change = ["-S", "train.seed=11", "-S", "train.epochs=2"]
+    change = ["-S", "train.seed=11", "-S", "seed_cnn.epochs=2"]
     reference = Repo(shutil.copytree(baseline.path, tmp_path / "reference", symlinks=True))
     reference.dvc("exp", "run", "-n", "two-epochs", *change)
     rows = json.loads(reference.dvc("exp", "show", "--json").stdout)
     experiment = next(e for row in rows for e in (row.get("experiments") or []) if e["name"] == "two-epochs")
     data = experiment["revs"][0]["data"]  # the experiment records its params and metrics
-    assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 2
+    assert data["params"]["params.yaml"]["data"]["seed_cnn"]["epochs"] == 2
     assert data["metrics"]["reports/metrics.json"]["data"] == read_json(reference.path / "reports/metrics.json")
     # ... and the training figures DVCLive logged for its last epoch
     assert data["metrics"]["reports/train/metrics.json"]["data"] == read_json(
         reference.path / "reports/train/metrics.json"
     )
     assert {"loss", "accuracy"} <= set(data["metrics"]["reports/train/metrics.json"]["data"]["train"])
+    # ... and what `auto` resolved on this machine
+    resolved = data["params"]["reports/train/params.yaml"]["data"]
+    assert resolved["precision"] == "float32" and resolved["strategy"] == "one device" and resolved["cpu"]
     killed = Repo(shutil.copytree(baseline.path, tmp_path / "killed", symlinks=True))
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dvc"), "exp", "run", *change],
@@ -192,7 +223,7 @@ def chromium():
 
 def test_report_compares_with_base_and_its_html_draws(repo):
     old = read_json(repo.path / "reports/metrics.json")
-    repo.set_params(train={"learning_rate": 0.001})
+    repo.set_params(seed_cnn={"learning_rate": 0.001})
     repo.dvc("repro")
     new = read_json(repo.path / "reports/metrics.json")
     repo.run(sys.executable, "-m", "stages.report", "--base", "HEAD")
@@ -201,7 +232,7 @@ def test_report_compares_with_base_and_its_html_draws(repo):
     assert row == (
         f"| accuracy | {new['accuracy']:.4f} | {old['accuracy']:.4f} | {new['accuracy'] - old['accuracy']:+.4f} |"
     )
-    assert "| train.learning_rate | 0.0050 | 0.0010 |" in report
+    assert "| seed_cnn.learning_rate | 0.0050 | 0.0010 |" in report
     images = [line[line.index("](") + 2 : -1] for line in report.splitlines() if line.startswith("![")]
     assert len(images) >= 9 and all((repo.path / "reports" / path).is_file() for path in images)
 

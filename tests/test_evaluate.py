@@ -3,16 +3,16 @@ import io
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
-from stages import fast_net  # noqa: F401  registers the fast model's layer for keras.models.load_model
-from stages.errors import run_stage
-from stages.evaluate import compute_metrics, confusion_rows, evaluate, main
-from stages.params import load_params
+from cifar.core import cli
+from cifar.core.artifacts import Artifacts
+from cifar.evaluation.metrics import compute_metrics, confusion_rows
+from cifar.models.saved import load_trained_model
+from stages.evaluate import evaluate, main
 from tests.conftest import set_params
 from tests.datagen import CLASSES
 from tests.helpers import prepare_workspace, train_in_workspace, views_by_hand
@@ -54,15 +54,14 @@ def trained(tmp_path_factory):
         path = tmp_path_factory.mktemp(model)
         prepare_workspace(path, precision="float32", test_images=30, epochs=1, model=model)
         set_params(path, fast={"epochs": 1, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5})
-        train_in_workspace(path, load_params(path / "params.yaml"))
+        train_in_workspace(path)
         paths[model] = path
     return paths
 
 
-def test_evaluate_writes_metrics_and_figures(trained, monkeypatch):
+def test_evaluate_writes_metrics_and_figures(trained):
     path = trained["seed_cnn"]
-    monkeypatch.chdir(path)
-    metrics = evaluate(load_params()["evaluate"])
+    metrics = evaluate({"batch_size": 256, "seed": 0}, artifacts=Artifacts(path))
     on_disk = json.loads((path / "reports/metrics.json").read_text())
     assert on_disk == metrics
     assert 0 <= on_disk["accuracy"] <= 1 and on_disk["loss"] > 0
@@ -74,21 +73,25 @@ def test_evaluate_writes_metrics_and_figures(trained, monkeypatch):
 
 def expected_probabilities(model_file, images, level):
     """The model's class probabilities averaged over hand-built views (tests/helpers.py)."""
-    model = keras.models.load_model(model_file)
+    model = load_trained_model(model_file)
     return sum(weight * model.predict(view, verbose=0) for weight, view in views_by_hand(images, level))
 
 
 @pytest.mark.parametrize(
-    "model, tta_level, expected_level",
-    [("fast", 0, 0), ("fast", 1, 1), ("fast", 2, 2), ("seed_cnn", 2, 0)],  # the tutorial's model has no TTA
+    "model, tta, expected_level",
+    [
+        ("fast", {"fast": 0}, 0),
+        ("fast", {"fast": 1}, 1),
+        ("fast", {"fast": 2, "seed_cnn": 0}, 2),
+        ("seed_cnn", {"fast": 2, "seed_cnn": 0}, 0),  # the level of the model in use, not another's
+        ("seed_cnn", {"fast": 0, "seed_cnn": 1}, 1),
+    ],
 )
-def test_the_stage_entry_scores_the_views_its_params_select(
-    trained, monkeypatch, capsys, model, tta_level, expected_level
-):
+def test_the_stage_entry_scores_the_views_its_params_select(trained, monkeypatch, capsys, model, tta, expected_level):
     path = trained[model]
     monkeypatch.chdir(path)
-    set_params(path, fast={"tta_level": tta_level})
-    assert run_stage(main) == 0
+    set_params(path, tta=tta)
+    assert cli.run(main, []) == 0
     x_test, y_test = np.load("data/prepared/x_test.npy"), np.load("data/prepared/y_test.npy")
     probabilities = expected_probabilities("models/model.keras", x_test, expected_level)
     predicted = probabilities.argmax(axis=1)

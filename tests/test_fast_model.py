@@ -1,25 +1,28 @@
 """The fast model: structure, whitening, augmentation, its recipe training a step, and test-time augmentation."""
 
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from stages import tta
-from stages.fast_net import ScaledBias, augmentation, fast_cnn, whitening_kernel
-from stages.models import build_model, load_trained_model
-from stages.params import load_params
-from tests.conftest import PROJECT
-from tests.helpers import prepare_workspace, views_by_hand
+from cifar.core.artifacts import Artifacts
+from cifar.core.params import load_params
+from cifar.evaluation import tta
+from cifar.models.fast_net import RECIPE, augmentation, whitening_kernel
+from cifar.models.fast_net import build as fast_cnn
+from cifar.models.layers import ScaledBias
+from cifar.models.registry import build_model
+from cifar.models.saved import load_trained_model
+from tests.conftest import PROJECT, set_params
+from tests.helpers import prepare_workspace, train_in_workspace, views_by_hand
 
 TINY_FAST = {"epochs": 1, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5}
 
 
 @pytest.fixture(scope="module")
 def recipe():
-    return load_params(PROJECT / "params.yaml")["fast"]
+    return load_params({"fast": RECIPE}, PROJECT / "params.yaml")["fast"]
 
 
 def images(count, seed=0):
@@ -99,16 +102,15 @@ def test_scaled_bias_learns_scale_squared_times_faster():
     np.testing.assert_allclose(np.asarray(layer(x)), np.full((1, 3), -0.01 * 64), rtol=1e-6)
 
 
-def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visualised(tmp_path, monkeypatch):
+def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visualised(tmp_path):
     from stages.evaluate import evaluate
-    from stages.train import train
     from stages.visualize import visualize
 
-    params = prepare_workspace(tmp_path, precision="auto", train_images=64, test_images=20, model="fast")
-    params["fast"].update({**TINY_FAST, "ema_momentum": 0.9, "label_smoothing": 0.2})
-    monkeypatch.chdir(tmp_path)
+    prepare_workspace(tmp_path, precision="auto", train_images=64, test_images=20, model="fast")
+    params = set_params(tmp_path, fast={**TINY_FAST, "ema_momentum": 0.9, "label_smoothing": 0.2})
+    artifacts = Artifacts(tmp_path)
 
-    model, history = train(params, state_root=tmp_path / "state", live_dir=tmp_path / "live")
+    model, history = train_in_workspace(tmp_path)
     assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
     assert type(model.optimizer).__name__ == "SGD" and model.optimizer.use_ema and model.optimizer.nesterov
     assert model.loss.label_smoothing == 0.2
@@ -117,20 +119,20 @@ def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visual
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
     assert json.loads((tmp_path / "models/classes.json").read_text())
 
-    metrics = evaluate(params["evaluate"], tta_level=params["fast"]["tta_level"])
+    metrics = evaluate(params["evaluate"], params["tta"]["fast"], artifacts)
     assert 0 <= metrics["accuracy"] <= 1 and set(metrics["per_class"]) == set(
-        json.loads(Path("models/classes.json").read_text())
+        json.loads(artifacts.model_classes.read_text())
     )
-    record = visualize({**params["visualize"], "iterations": 2}, progress=lambda message: None)
+    record = visualize({**params["visualize"], "iterations": 2}, artifacts, progress=lambda message: None)
     conv_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(record["layers"]) == len(conv_layers) == 7  # the whitening conv and the six of the groups
     assert [r["filters"] for r in record["layers"].values()] == [conv.filters for conv in conv_layers]
-    assert Path("reports/figures/stimuli/block3b_gelu.png").is_file()
+    assert (artifacts.stimuli_dir / "block3b_gelu.png").is_file()
 
 
 def test_model_name_selects_the_builder(recipe):
     assert build_model("fast", 10, recipe).name == "fast"
-    assert build_model("seed_cnn", 10).name == "seed_cnn"
+    assert build_model("seed_cnn", 10, recipe=None).name == "seed_cnn"
 
 
 def test_tta_averages_the_mirrored_and_shifted_views():
@@ -150,13 +152,10 @@ def test_tta_averages_the_mirrored_and_shifted_views():
         assert sum(weight for weight, _ in tta.weighted_views(batch, level)) == pytest.approx(1.0)
 
 
-def test_weight_average_survives_a_kill_after_the_last_checkpoint(tmp_path, monkeypatch):
+def test_weight_average_survives_a_kill_after_the_last_checkpoint(tmp_path):
     """The last checkpoint holds the raw weights; a resumed run must still end on their moving average."""
-    from stages.train import train
-
-    params = prepare_workspace(tmp_path, precision="float32", train_images=64, test_images=20, model="fast")
-    params["fast"].update({**TINY_FAST, "epochs": 2, "ema_momentum": 0.5})
-    monkeypatch.chdir(tmp_path)
+    prepare_workspace(tmp_path, precision="float32", train_images=64, test_images=20, model="fast")
+    set_params(tmp_path, fast={**TINY_FAST, "epochs": 2, "ema_momentum": 0.5})
 
     class Crash(Exception):
         pass
@@ -170,7 +169,7 @@ def test_weight_average_survives_a_kill_after_the_last_checkpoint(tmp_path, monk
 
     crash = CrashAtTheEnd()
     with pytest.raises(Crash):
-        train(params, model_file=tmp_path / "crashed.keras", state_root=tmp_path / "state", callbacks=[crash])
-    resumed, _ = train(params, model_file=tmp_path / "resumed.keras", state_root=tmp_path / "state")
+        train_in_workspace(tmp_path, callbacks=[crash])
+    resumed, _ = train_in_workspace(tmp_path)
     for ours, theirs in zip(resumed.get_weights(), crash.final, strict=True):
         np.testing.assert_allclose(ours, theirs, atol=1e-6)

@@ -1,4 +1,4 @@
-"""fetch: local paths, file:// URLs, the Keras cache, and real downloads from a loopback HTTP server."""
+"""fetch: local datasets, download descriptors (file:// URLs, the Keras cache, real downloads from a loopback HTTP server)."""
 
 import hashlib
 import http.server
@@ -7,11 +7,15 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
-from stages import download
-from stages.errors import PipelineError, run_stage
-from stages.fetch import fetch, main
-from tests.conftest import set_params
+from cifar.core import cli
+from cifar.core.artifacts import Artifacts
+from cifar.core.errors import PipelineError
+from cifar.data import download, sources
+from cifar.data.fetching import fetch
+from stages.fetch import main
+from tests.conftest import PROJECT, set_params
 from tests.datagen import write_cifar_archive, write_image_folder_archive
 
 
@@ -65,6 +69,17 @@ def quiet(message):
     pass
 
 
+def descriptor(folder, url, checksum=None, name="source.yaml"):
+    """A download descriptor file: what data/sources/*.yaml hold."""
+    path = Path(folder) / name
+    path.write_text(yaml.safe_dump({"url": url, "checksum": checksum}))
+    return path
+
+
+def fetch_source(workspace, source, retries=1, timeout=10):
+    return fetch({"source": str(source), "retries": retries, "timeout": timeout}, Artifacts(workspace), quiet)
+
+
 def earlier_output(workspace):
     """A good data/raw/dataset from an earlier run, which a failing fetch must leave as it is."""
     out = workspace / "data/raw/dataset"
@@ -74,12 +89,13 @@ def earlier_output(workspace):
 
 def test_download_verifies_and_caches(workspace, server):
     handler, url, archive = server
-    dest = fetch(url, f"md5:{md5(archive)}", retries=1, timeout=10, progress=quiet)
+    source = descriptor(workspace, url, f"md5:{md5(archive)}")
+    dest = fetch_source(workspace, source)
     assert dest.read_bytes() == archive.read_bytes()
     cached = workspace / "keras_home" / "datasets" / "cifar-10-python.tar.gz"
     assert cached.read_bytes() == archive.read_bytes()
     assert handler.requests == 1
-    fetch(url, f"md5:{md5(archive)}", retries=1, timeout=10, progress=quiet)
+    fetch_source(workspace, source)
     assert handler.requests == 1  # second run served from the Keras cache
 
 
@@ -90,7 +106,7 @@ def test_bad_transfer_is_retried_then_fails_leaving_nothing(workspace, server, m
     earlier_output(workspace)
     monkeypatch.setattr(download.time, "sleep", lambda s: None)
     with pytest.raises(PipelineError, match="download failed after 2 attempts"):
-        fetch(url, f"md5:{md5(archive)}", retries=2, timeout=10, progress=quiet)
+        fetch_source(workspace, descriptor(workspace, url, f"md5:{md5(archive)}"), retries=2)
     assert handler.requests == 2
     cache = workspace / "keras_home" / "datasets"
     assert list(cache.iterdir()) == [], "a failed download is not kept"
@@ -102,39 +118,67 @@ def test_partial_file_in_cache_is_not_taken_as_good(workspace, server):
     cache = workspace / "keras_home" / "datasets"
     cache.mkdir(parents=True)
     (cache / "cifar-10-python.tar.gz").write_bytes(archive.read_bytes()[:1000])  # as a kill -9 mid-download leaves
-    fetch(url, f"md5:{md5(archive)}", retries=1, timeout=10, progress=quiet)
+    fetch_source(workspace, descriptor(workspace, url, f"md5:{md5(archive)}"))
     assert handler.requests == 1
     assert (cache / "cifar-10-python.tar.gz").read_bytes() == archive.read_bytes()
 
 
-def test_keras_cache_of_official_archive_is_used_without_network(workspace, monkeypatch):
-    """The official URL with a Keras-cached copy: no download; the md5 is checked."""
+def test_the_official_descriptor_names_the_official_archive():
+    official = sources.read_descriptor(PROJECT / "data/sources/cifar-10-python.yaml")
+    assert official.url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert official.checksum == ("md5", "c58f30108f718f92721af3b95e74349a")
+    assert (
+        yaml.safe_load((PROJECT / "params.yaml").read_text())["fetch"]["source"] == "data/sources/cifar-10-python.yaml"
+    )
+
+
+def test_keras_cache_of_the_official_archive_is_used_without_network(workspace, monkeypatch):
+    """The archive keras.datasets.cifar10 cached: no download when its checksum matches."""
     cache = workspace / "keras_home" / "datasets"
     cache.mkdir(parents=True)
     write_cifar_archive(cache / "cifar-10-batches-py-target_archive")
-    monkeypatch.setattr(download, "OFFICIAL_MD5", md5(cache / "cifar-10-batches-py-target_archive"))
     monkeypatch.setattr(download, "download", lambda *a, **k: pytest.fail("must not download"))
-    dest = fetch(download.OFFICIAL_URL, None, progress=quiet)
-    assert md5(dest) == download.OFFICIAL_MD5
+    official = sources.read_descriptor(PROJECT / "data/sources/cifar-10-python.yaml").url
+    source = descriptor(workspace, official, f"md5:{md5(cache / 'cifar-10-batches-py-target_archive')}")
+    assert md5(fetch_source(workspace, source)) == md5(cache / "cifar-10-batches-py-target_archive")
 
 
 def test_wrong_checksum_names_file_and_both_digests(workspace, capsys):
     archive = workspace / "local.tar.gz"
     write_cifar_archive(archive)
-    set_params(workspace, fetch={"source": str(archive), "checksum": "md5:" + "0" * 32})
-    assert run_stage(main) == 2
+    source = descriptor(workspace, archive.as_uri(), "md5:" + "0" * 32)
+    set_params(workspace, fetch={"source": str(source)})
+    assert cli.run(main, []) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {archive}: md5 checksum mismatch: expected {'0' * 32}, got {md5(archive)}"
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"checksum": None}, "holds `url` and `checksum`"),
+        ({"url": "https://example.org/a.tar.gz", "sha1": "ab"}, "holds `url` and `checksum`"),
+        ({"url": "ftp://example.org/a.tar.gz"}, "must be an https://, http:// or file:// URL"),
+        ({"url": "https://example.org/a.tar.gz", "checksum": "md5:123"}, "checksum 'md5:123' must be null, md5:"),
+        ("not: [a mapping", "not a readable download descriptor"),
+    ],
+)
+def test_bad_descriptors_are_refused_in_one_line(workspace, capsys, content, message):
+    path = workspace / "bad.yaml"
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    set_params(workspace, fetch={"source": str(path)})
+    assert cli.run(main, []) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}: ") and message in err and "\n" not in err
+
+
 @pytest.mark.parametrize("as_url", [False, True])
-def test_local_path_and_file_url(workspace, as_url):
+def test_local_archive_and_file_url(workspace, as_url):
     archive = workspace / "images.tar.gz"
     write_image_folder_archive(archive)
-    source = archive.as_uri() if as_url else str(archive)
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
-    dest = fetch(source, f"sha256:{sha}", progress=quiet)
-    assert dest.read_bytes() == archive.read_bytes()
+    source = descriptor(workspace, archive.as_uri(), f"sha256:{sha}") if as_url else archive
+    assert fetch_source(workspace, source).read_bytes() == archive.read_bytes()
 
 
 def test_directory_source_is_packed(workspace):
@@ -143,14 +187,14 @@ def test_directory_source_is_packed(workspace):
     folder = workspace / "images"
     with tarfile.open(archive) as tar:
         tar.extractall(folder, filter="data")
-    dest = fetch(str(folder), None, progress=quiet)
+    dest = fetch_source(workspace, folder)
     with tarfile.open(dest) as packed, tarfile.open(archive) as original:
         assert sorted(packed.getnames()) == sorted(m.name for m in original.getmembers() if m.isfile())
 
 
 def test_missing_and_truncated_sources(workspace, capsys):
     set_params(workspace, fetch={"source": str(workspace / "nope.tar.gz")})
-    assert run_stage(main) == 2
+    assert cli.run(main, []) == 2
     assert "does not exist" in capsys.readouterr().err
 
     earlier_output(workspace)
@@ -158,16 +202,16 @@ def test_missing_and_truncated_sources(workspace, capsys):
     write_cifar_archive(archive)
     archive.write_bytes(archive.read_bytes()[:-200])
     set_params(workspace, fetch={"source": str(archive)})
-    assert run_stage(main) == 2
+    assert cli.run(main, []) == 2
     assert f"{archive}: archive is truncated" in capsys.readouterr().err
     assert (workspace / "data/raw/dataset").read_bytes() == b"good earlier output"
 
 
 def test_without_a_checksum_the_source_is_downloaded_afresh_each_time(workspace, server):
     handler, url, archive = server
-    url = url.replace("cifar-10-python.tar.gz", "my-images.tar.gz")  # not the official name: no known md5
+    source = descriptor(workspace, url)
     for expected_requests in (1, 2):
-        assert fetch(url, None, retries=1, timeout=10, progress=quiet).read_bytes() == archive.read_bytes()
+        assert fetch_source(workspace, source).read_bytes() == archive.read_bytes()
         assert handler.requests == expected_requests
 
 
@@ -195,7 +239,7 @@ def test_a_stalled_download_times_out_after_fetch_timeout(workspace):
     url = f"http://127.0.0.1:{httpd.server_address[1]}/my-images.tar.gz"
     try:
         with pytest.raises(PipelineError, match=r"download failed after 1 attempts: .*timed out"):
-            fetch(url, None, retries=1, timeout=0.5, progress=quiet)
+            fetch_source(workspace, descriptor(workspace, url), timeout=0.5)
     finally:
         handler.release.set()
         httpd.shutdown()

@@ -8,11 +8,14 @@ import keras
 import numpy as np
 import pytest
 
+from cifar.core.artifacts import Artifacts
+from cifar.training.batches import training_batches
 from stages.evaluate import evaluate
 from stages.preprocess import preprocess
-from stages.train import training_batches
 from tests.datagen import write_cifar_archive, write_image_folder_archive
+from tests.conftest import set_params
 from tests.helpers import prepare_workspace, train_in_workspace
+from tests.test_preprocess import fetched
 
 # seed_cnn: its tutorial recipe; fast: its default recipe at a small width, more epochs (it learns slower here).
 RECIPES = {
@@ -22,15 +25,14 @@ RECIPES = {
 
 
 def trained_accuracy(path, model, shuffle_labels=False):
-    train, fast, _ = RECIPES[model]
-    params = prepare_workspace(path, precision="float32", train_images=200, test_images=100, model=model, **train)
-    params["fast"].update(fast)
+    recipe, fast, _ = RECIPES[model]
+    params = prepare_workspace(path, precision="float32", train_images=200, test_images=100, model=model, **recipe)
+    set_params(path, fast=fast)
     if shuffle_labels:  # what a gather with the wrong index, or a preprocess that mixes up pairs, amounts to
         labels = path / "data/prepared/y_train.npy"
         np.save(labels, np.random.default_rng(0).permutation(np.load(labels)))
-    train_in_workspace(path, params)
-    metrics = evaluate(params["evaluate"], path / "models/model.keras", path / "data/prepared", reports=path)
-    return metrics["accuracy"]
+    train_in_workspace(path)
+    return evaluate(params["evaluate"], artifacts=Artifacts(path))["accuracy"]
 
 
 @pytest.mark.parametrize("model", sorted(RECIPES))
@@ -57,10 +59,11 @@ def test_preprocess_keeps_each_label_with_its_image(tmp_path, layout):
         x_train, y_train, x_test, y_test = write_cifar_archive(archive, train_per_batch=20, test=30)
     else:
         x_train, y_train, x_test, y_test = write_image_folder_archive(archive, train=100, test=30)
+    artifacts = fetched(tmp_path, archive)
     params = {"max_train_images": 47, "max_test_images": 23, "seed": 3}  # subsets: indices are picked
-    arrays = preprocess(archive, tmp_path / "prepared", params, tmp_path / "samples.png", progress=lambda m: None)
+    arrays = preprocess(params, artifacts, progress=lambda m: None)
     for split, images, labels in (("train", x_train, y_train), ("test", x_test, y_test)):
-        x, y = np.load(tmp_path / f"prepared/x_{split}.npy"), np.load(tmp_path / f"prepared/y_{split}.npy")
+        x, y = np.load(artifacts.prepared_array(f"x_{split}")), np.load(artifacts.prepared_array(f"y_{split}"))
         assert len(x) == len(arrays[f"y_{split}"]) == {"train": 47, "test": 23}[split]
         assert [source_label(image, images, labels) for image in x] == y.tolist()
 

@@ -12,7 +12,8 @@ TINY = {
     "visualize": {"iterations": 3},
     "preprocess": {"max_train_images": 100, "max_test_images": 40},
     # float32: these repos' runs are compared with each other (tests/helpers.py: prepare_workspace)
-    "train": {"epochs": 1, "batch_size": 16, "precision": "float32"},
+    "train": {"precision": "float32"},
+    "seed_cnn": {"epochs": 1, "batch_size": 16},
 }
 
 

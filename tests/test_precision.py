@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 import yaml
 
-from stages import precision
-from stages.train import train
-from tests.helpers import prepare_workspace
+from cifar.training import precision
+from tests.helpers import prepare_workspace, train_in_workspace
 
 
 @pytest.mark.parametrize(
@@ -45,10 +44,9 @@ def test_the_cpu_is_described_with_its_bfloat16_units(tmp_path):
     assert precision.describe_cpu(epyc) == "AMD EPYC 7B13; bfloat16 units: none (emulated)"
 
 
-def test_mixed_bfloat16_trains_in_bfloat16_with_a_float32_softmax(tmp_path, monkeypatch):
-    params = prepare_workspace(tmp_path, epochs=1, precision="mixed_bfloat16")
-    monkeypatch.chdir(tmp_path)
-    model, history = train(params, state_root=tmp_path / "state", live_dir=tmp_path / "live")
+def test_mixed_bfloat16_trains_in_bfloat16_with_a_float32_softmax(tmp_path):
+    prepare_workspace(tmp_path, epochs=1, precision="mixed_bfloat16")
+    model, history = train_in_workspace(tmp_path)
     assert keras.mixed_precision.global_policy().name == "float32"  # not leaked to later models
     assert np.isfinite(history["loss"]).all()
     saved = keras.models.load_model(tmp_path / "models/model.keras")
@@ -58,5 +56,6 @@ def test_mixed_bfloat16_trains_in_bfloat16_with_a_float32_softmax(tmp_path, monk
     probabilities = saved.predict(np.zeros((3, 32, 32, 3), np.uint8), verbose=0)
     assert probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    logged = yaml.safe_load((tmp_path / "live/params.yaml").read_text())
-    assert logged == {"precision": "mixed_bfloat16", "cpu": precision.describe_cpu()}
+    logged = yaml.safe_load((tmp_path / "reports/train/params.yaml").read_text())
+    resolved = {"precision": "mixed_bfloat16", "strategy": "one device"}
+    assert logged == {**resolved, "cpu": precision.describe_cpu()}

@@ -1,11 +1,11 @@
 import json
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-from stages.errors import run_stage
+from cifar.core import cli
+from cifar.models.saved import load_trained_model
 from stages.predict import main
 from tests.datagen import encode_image
 from tests.helpers import prepare_workspace, train_in_workspace
@@ -14,7 +14,8 @@ from tests.helpers import prepare_workspace, train_in_workspace
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("predict")
-    train_in_workspace(path, prepare_workspace(path, precision="auto", epochs=2))
+    prepare_workspace(path, precision="auto", epochs=2)
+    train_in_workspace(path)
     return path
 
 
@@ -32,7 +33,7 @@ def write_images(folder):
 
 def test_top3_for_images_of_any_size_and_mode(trained, tmp_path, capsys):
     images = write_images(tmp_path)
-    assert run_stage(main, ["--model", str(trained / "models/model.keras"), "--json", *images]) == 0
+    assert cli.run(main, ["--model", str(trained / "models/model.keras"), "--json", *images]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["errors"] == {} and list(out["predictions"]) == images
     classes = json.loads((trained / "models/classes.json").read_text())
@@ -55,11 +56,9 @@ def decode_by_hand(path):
 def test_top_class_is_the_models_argmax_on_the_same_pixels(trained, tmp_path, capsys):
     images = write_images(tmp_path)
     model_file = trained / "models/model.keras"
-    assert run_stage(main, ["--model", str(model_file), "--json", "--top", "10", *images]) == 0
+    assert cli.run(main, ["--model", str(model_file), "--json", "--top", "10", *images]) == 0
     out = json.loads(capsys.readouterr().out)["predictions"]
-    probabilities = keras.models.load_model(model_file).predict(
-        np.stack([decode_by_hand(p) for p in images]), verbose=0
-    )
+    probabilities = load_trained_model(model_file).predict(np.stack([decode_by_hand(p) for p in images]), verbose=0)
     classes = json.loads((trained / "models/classes.json").read_text())
     for path, expected in zip(images, probabilities):
         ranked = out[path]
@@ -70,7 +69,7 @@ def test_top_class_is_the_models_argmax_on_the_same_pixels(trained, tmp_path, ca
 
 def test_plain_output_one_line_per_image(trained, tmp_path, capsys):
     images = write_images(tmp_path)
-    run_stage(main, ["--model", str(trained / "models/model.keras"), "--top", "2", *images])
+    cli.run(main, ["--model", str(trained / "models/model.keras"), "--top", "2", *images])
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == images
     assert all(len(line.split(": ", 1)[1].split(", ")) == 2 for line in lines)
@@ -82,7 +81,7 @@ def test_bad_files_are_reported_and_the_others_classified(trained, tmp_path, cap
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     missing = tmp_path / "missing.png"
     with pytest.raises(SystemExit) as exit_info:
-        run_stage(
+        cli.run(
             main,
             ["--model", str(trained / "models/model.keras"), "--json", str(corrupt), good, str(tmp_path), str(missing)],
         )
@@ -98,7 +97,7 @@ def test_bad_files_are_reported_and_the_others_classified(trained, tmp_path, cap
 
 def test_missing_model(tmp_path, capsys):
     images = write_images(tmp_path)
-    assert run_stage(main, ["--model", str(tmp_path / "none.keras"), *images]) == 2
+    assert cli.run(main, ["--model", str(tmp_path / "none.keras"), *images]) == 2
     assert (
         capsys.readouterr().err.strip()
         == f"error: {tmp_path / 'none.keras'}: model not found; run `dvc repro` (or `dvc pull`) first"

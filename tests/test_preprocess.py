@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.datasets import decode_image, read_dataset
-from stages.errors import PipelineError
-from stages.preprocess import balanced_subset, normalized_stats, preprocess
+from cifar.core.artifacts import Artifacts
+from cifar.core.errors import PipelineError
+from cifar.data.datasets import read_dataset
+from cifar.data.images import decode_image
+from cifar.data.prepare import balanced_subset, normalized_stats
+from stages.preprocess import preprocess
 from tests.datagen import CLASSES, encode_image, write_cifar_archive, write_image_folder_archive
 
 PARAMS = {"max_train_images": None, "max_test_images": None, "seed": 0}
@@ -182,15 +185,23 @@ def test_normalized_stats_match_tutorial_formula():
     assert stats["std"] == pytest.approx(np.std(normalized))
 
 
+def fetched(root, archive):
+    """Artifacts of `root` with `archive` in place of the fetched dataset."""
+    artifacts = Artifacts(root)
+    artifacts.raw_dir.mkdir(parents=True)
+    archive.rename(artifacts.raw_dataset)
+    return artifacts
+
+
 def test_preprocess_writes_arrays_classes_and_samples(tmp_path):
     write_cifar_archive(tmp_path / "c.tar.gz", train_per_batch=10, test=20)
-    params = {**PARAMS, "max_train_images": 30, "max_test_images": 10}
-    preprocess(tmp_path / "c.tar.gz", tmp_path / "prepared", params, tmp_path / "samples.png", progress=lambda m: None)
-    x_train = np.load(tmp_path / "prepared/x_train.npy")
-    y_train = np.load(tmp_path / "prepared/y_train.npy")
+    artifacts = fetched(tmp_path, tmp_path / "c.tar.gz")
+    preprocess({**PARAMS, "max_train_images": 30, "max_test_images": 10}, artifacts, progress=lambda m: None)
+    x_train = np.load(artifacts.prepared_array("x_train"))
+    y_train = np.load(artifacts.prepared_array("y_train"))
     assert x_train.shape == (30, 32, 32, 3) and x_train.dtype == np.uint8
     assert np.bincount(y_train, minlength=10).tolist() == [3] * 10
-    assert np.load(tmp_path / "prepared/x_test.npy").shape == (10, 32, 32, 3)
-    assert json.loads((tmp_path / "prepared/classes.json").read_text()) == CLASSES
-    with Image.open(tmp_path / "samples.png") as image:
+    assert np.load(artifacts.prepared_array("x_test")).shape == (10, 32, 32, 3)
+    assert json.loads(artifacts.prepared_classes.read_text()) == CLASSES
+    with Image.open(artifacts.samples_figure) as image:
         assert image.format == "PNG" and image.size[0] > 800

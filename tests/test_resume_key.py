@@ -7,13 +7,20 @@ import sys
 
 import pytest
 
-from stages.codegraph import files_run_by
-from stages.params import load_params
-from stages.train import CODE_FILES, run_key
+from cifar.core.artifacts import Artifacts
+from cifar.core.codegraph import files_run_by
+from cifar.training.loop import CODE_FILES, run_key
 from tests.conftest import PROJECT
-from tests.helpers import prepare_workspace, stage_env
+from tests.helpers import prepare_workspace, stage_env, training_params
 
 TRAIN_FILES = [path.relative_to(PROJECT).as_posix() for path in files_run_by("stages.train")]
+
+
+def project_copy(root):
+    """The project's code (stages/ and cifar/) copied to `root`, to be edited there."""
+    for package in ("stages", "cifar"):
+        shutil.copytree(PROJECT / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "vendor"))
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -36,27 +43,25 @@ def test_the_key_covers_every_project_module_the_stage_imports(workspace):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = set(json.loads(log.read_text()))
-    assert {"stages/train.py", "stages/models.py", "stages/resume.py"} <= loaded
+    assert {"stages/train.py", "cifar/models/seed_cnn.py", "cifar/training/resume.py"} <= loaded
     assert loaded <= {path.relative_to(PROJECT).as_posix() for path in CODE_FILES}
 
 
 @pytest.mark.parametrize("relative", TRAIN_FILES)
 def test_editing_any_file_the_stage_runs_changes_its_key(workspace, tmp_path, relative):
-    copy = tmp_path / "project"
-    shutil.copytree(PROJECT / "stages", copy / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    params = load_params(workspace / "params.yaml")
-    before = run_key(params, workspace / "data/prepared", files_run_by("stages.train", copy))
-    assert before == run_key(params, workspace / "data/prepared")  # the copy is the code the stage runs
+    copy = project_copy(tmp_path / "project")
+    settings, recipe, artifacts = *training_params(workspace), Artifacts(workspace)
+    before = run_key(settings, recipe, artifacts, files_run_by("stages.train", copy))
+    assert before == run_key(settings, recipe, artifacts)  # the copy is the code the stage runs
     with open(copy / relative, "a") as f:
         f.write("\n# edited\n")
-    assert run_key(params, workspace / "data/prepared", files_run_by("stages.train", copy)) != before
+    assert run_key(settings, recipe, artifacts, files_run_by("stages.train", copy)) != before
 
 
 @pytest.mark.slow
 def test_a_run_after_the_code_changed_starts_from_scratch(workspace, tmp_path):
     """Killed after its first checkpoint, then the network's code edited: the rerun must not resume."""
-    copy = tmp_path / "project"
-    shutil.copytree(PROJECT / "stages", copy / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    copy = project_copy(tmp_path / "project")
     work = shutil.copytree(workspace, tmp_path / "work", ignore=shutil.ignore_patterns("modules.json"))
     env = {**stage_env(), "PYTHONPATH": f"{copy}:{PROJECT}"}  # the copied stages, the tests' attack runner
 
@@ -68,7 +73,7 @@ def test_a_run_after_the_code_changed_starts_from_scratch(workspace, tmp_path):
     killed = train("tests.attack", "after-checkpoint", "train")
     assert killed.returncode == -9, killed.stderr[-2000:]
     (checkpoint,) = work.glob(".train_state/*/epoch-0001.keras")
-    with open(copy / "stages/models.py", "a") as f:
+    with open(copy / "cifar/models/seed_cnn.py", "a") as f:
         f.write("\n# edited\n")
     rerun = train("stages.train")
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -1,15 +1,21 @@
+import shutil
+
 import keras
 import numpy as np
 import pytest
 
-from stages import resume
-from stages.models import build_model
-from stages.train import lr_schedule, train, training_batches, warmup_cosine
-from tests.helpers import prepare_workspace
+from cifar.core.artifacts import Artifacts
+from cifar.models.registry import build_model
+from cifar.models.saved import load_trained_model
+from cifar.training import resume
+from cifar.training.batches import training_batches
+from cifar.training.loop import run_key
+from cifar.training.schedules import exponential, warmup_cosine
+from tests.helpers import prepare_workspace, train_in_workspace, training_params
 
 
 def test_seed_cnn_is_the_tutorials_network():
-    model = build_model("seed_cnn", 10)
+    model = build_model("seed_cnn", 10, recipe=None)
     assert model.count_params() == 1_084_234
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 1_084_234
     kinds = [type(layer).__name__ for layer in model.layers[2:]]
@@ -38,14 +44,14 @@ def test_seed_cnn_is_the_tutorials_network():
 
 
 def test_model_normalises_raw_pixels_like_the_tutorial():
-    model = build_model("seed_cnn", 10)
+    model = build_model("seed_cnn", 10, recipe=None)
     pixels = np.array([[[[0, 51, 255]]]], dtype=np.uint8)
     normalized = model.get_layer("normalize")(pixels)
     np.testing.assert_allclose(np.asarray(normalized), pixels / 255 - 0.5, atol=1e-6)
 
 
 def test_lr_schedule_is_the_tutorials():
-    schedule = lr_schedule(0.005, 0.9)
+    schedule = exponential(0.005, 0.9)
     assert [round(schedule(e), 10) for e in range(3)] == [0.005, 0.0045, 0.00405]
 
 
@@ -56,11 +62,10 @@ def test_warmup_cosine_rises_linearly_then_decays_to_zero():
 
 
 def test_warmup_cosine_rate_is_logged_each_epoch(tmp_path, monkeypatch):
-    params = prepare_workspace(
+    prepare_workspace(
         tmp_path, precision="auto", epochs=2, schedule="warmup_cosine", warmup_epochs=1, learning_rate=0.01
     )
-    monkeypatch.chdir(tmp_path)
-    _, history = train(params, state_root=tmp_path / "state", live_dir=tmp_path / "live")
+    _, history = train_in_workspace(tmp_path)
     # 100 images at batch 16: 7 steps an epoch; after epoch 1 the warm-up has just peaked, after 2 it is at 0.
     np.testing.assert_allclose(history["learning_rate"], [0.01, 0.0], atol=1e-7)
 
@@ -78,7 +83,7 @@ def test_training_batches_cover_each_epoch_once_in_a_seeded_order():
 
 
 def weights_of(path):
-    return keras.models.load_model(path).get_weights()
+    return load_trained_model(path).get_weights()
 
 
 def assert_same_weights(a, b):
@@ -87,16 +92,18 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(wa, wb)
 
 
-def test_changed_params_never_resume_from_other_state(tmp_path):
-    params = prepare_workspace(tmp_path, precision="float32", epochs=2)
-    data_files = sorted((tmp_path / "data/prepared").glob("*.npy"))
-    code = [resume.__file__]
-    key = resume.run_key(params["train"], data_files, code)
-    assert key == resume.run_key(dict(params["train"]), data_files, code)
-    assert key != resume.run_key({**params["train"], "learning_rate": 0.001}, data_files, code)
-    assert key != resume.run_key({**params["train"], "epochs": 3}, data_files, code)
-    np.save(data_files[0], np.load(data_files[0])[:-1])
-    assert key != resume.run_key(params["train"], data_files, code)
+def test_changed_params_or_data_never_resume_from_other_state(tmp_path):
+    prepare_workspace(tmp_path, precision="float32", epochs=2)
+    settings, recipe = training_params(tmp_path)
+    artifacts = Artifacts(tmp_path)
+    key = run_key(settings, recipe, artifacts)
+    assert key == run_key(dict(settings), dict(recipe), artifacts)
+    assert key != run_key(settings, {**recipe, "learning_rate": 0.001}, artifacts)
+    assert key != run_key(settings, {**recipe, "epochs": 3}, artifacts)
+    assert key != run_key({**settings, "seed": 1}, recipe, artifacts)
+    images = artifacts.prepared_array("x_train")
+    np.save(images, np.load(images)[:-1])
+    assert key != run_key(settings, recipe, artifacts)
 
 
 def without_clock(history):
@@ -104,9 +111,10 @@ def without_clock(history):
 
 
 @pytest.mark.parametrize("schedule", ["exponential", "warmup_cosine"])
-def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, monkeypatch, schedule):
-    params = prepare_workspace(tmp_path, precision="float32", epochs=2, schedule=schedule, warmup_epochs=1)
-    monkeypatch.chdir(tmp_path)
+def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, schedule):
+    crashed = tmp_path / "crashed"
+    prepare_workspace(crashed, precision="float32", epochs=2, schedule=schedule, warmup_epochs=1)
+    fresh = shutil.copytree(crashed, tmp_path / "fresh")
 
     class Crash(Exception):
         pass
@@ -115,22 +123,16 @@ def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, monk
         def on_epoch_end(self, epoch, logs=None):
             raise Crash
 
-    state_root = tmp_path / "state"
     with pytest.raises(Crash):
-        train(
-            params,
-            model_file=tmp_path / "crashed.keras",
-            state_root=state_root,
-            callbacks=[CrashAfterFirstEpoch()],
-        )
-    done, _, history = resume.latest_checkpoint(next(state_root.iterdir()))
+        train_in_workspace(crashed, callbacks=[CrashAfterFirstEpoch()])
+    done, _, history = resume.latest_checkpoint(next((crashed / ".train_state").iterdir()))
     assert done == 1 and len(history["loss"]) == 1
-    _, resumed_history = train(params, model_file=tmp_path / "resumed.keras", state_root=state_root)
-    _, fresh_history = train(params, model_file=tmp_path / "fresh.keras", state_root=tmp_path / "other")
+    _, resumed_history = train_in_workspace(crashed)
+    _, fresh_history = train_in_workspace(fresh)
     assert without_clock(resumed_history) == without_clock(fresh_history)
     elapsed = resumed_history["elapsed_s"]
     assert len(elapsed) == 2 and 0 < elapsed[0] < elapsed[1]  # the clock went on from the checkpoint
-    assert_same_weights(weights_of(tmp_path / "resumed.keras"), weights_of(tmp_path / "fresh.keras"))
+    assert_same_weights(weights_of(crashed / "models/model.keras"), weights_of(fresh / "models/model.keras"))
 
 
 def test_checkpoint_without_history_is_ignored(tmp_path):

@@ -4,12 +4,15 @@ import keras
 import numpy as np
 import pytest
 
-from stages import stimuli
-from stages.errors import PipelineError
-from stages.models import build_model, normalized_input
-from stages.train import train
-from stages.visualize import kernels_figure, layer_record, mosaic, stimuli_figure, visualize
-from tests.helpers import prepare_workspace
+from cifar.core.artifacts import Artifacts
+from cifar.core.errors import PipelineError
+from cifar.figures.stimuli import kernels_figure, mosaic, stimuli_figure
+from cifar.models.inputs import normalized_input
+from cifar.models.registry import build_model
+from cifar.visualization import stimuli
+from cifar.visualization.stimuli import activation_record as layer_record
+from stages.visualize import visualize
+from tests.helpers import prepare_workspace, train_in_workspace
 
 
 def tiny_conv_model(dead_filters=2, live_filters=3):
@@ -29,7 +32,7 @@ def tiny_conv_model(dead_filters=2, live_filters=3):
 
 
 def test_finds_the_four_conv_activations_of_seed_cnn():
-    model = build_model("seed_cnn", 10)
+    model = build_model("seed_cnn", 10, recipe=None)
     assert [layer.name for layer in stimuli.conv_activation_layers(model)] == [
         "leaky_re_lu_1",
         "leaky_re_lu_2",
@@ -54,7 +57,7 @@ def test_finds_activation_after_batchnorm_but_not_after_dense():
 
 def test_every_stimulus_raises_its_target_above_the_starting_noise():
     keras.utils.set_random_seed(0)
-    model = build_model("seed_cnn", 10)
+    model = build_model("seed_cnn", 10, recipe=None)
     image = stimuli.normalized_input(model)
     layers = stimuli.conv_activation_layers(model)[:2]
     submodels = [keras.Model(image, layer.output) for layer in layers]
@@ -67,7 +70,7 @@ def test_every_stimulus_raises_its_target_above_the_starting_noise():
 
 def test_groups_optimised_together_equal_groups_optimised_alone():
     keras.utils.set_random_seed(0)
-    model = build_model("seed_cnn", 10)
+    model = build_model("seed_cnn", 10, recipe=None)
     image = stimuli.normalized_input(model)
     submodels = [keras.Model(image, layer.output) for layer in stimuli.conv_activation_layers(model)[:2]]
     submodels.append(keras.Model(image, stimuli.class_score_tensor(model)))
@@ -83,7 +86,7 @@ def test_groups_optimised_together_equal_groups_optimised_alone():
 @pytest.mark.parametrize("jitter, blur", [(2, 0.0), (0, 1.0)])
 def test_regularisers_keep_the_ascent_working(jitter, blur):
     keras.utils.set_random_seed(0)
-    model = build_model("seed_cnn", 10)
+    model = build_model("seed_cnn", 10, recipe=None)
     layer = stimuli.conv_activation_layers(model)[0]
     submodel = keras.Model(stimuli.normalized_input(model), layer.output)
     start = stimuli.starting_noise(16, np.random.default_rng(0), stimuli.CONV_NOISE_SCALE)
@@ -132,21 +135,22 @@ def test_model_without_conv_layers_is_refused(tmp_path):
     inputs, x = normalized_input()
     x = keras.layers.Flatten()(x)
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
-    model.save(tmp_path / "dense.keras")
-    (tmp_path / "prepared").mkdir()
-    (tmp_path / "prepared/stats.json").write_text('{"mean": 0, "std": 0.25}')
-    (tmp_path / "prepared/classes.json").write_text(json.dumps(list("abcdefghij")))
+    artifacts = Artifacts(tmp_path)
+    artifacts.model.parent.mkdir()
+    model.save(artifacts.model)
+    artifacts.prepared_dir.mkdir(parents=True)
+    artifacts.prepared_stats.write_text('{"mean": 0, "std": 0.25}')
+    artifacts.prepared_classes.write_text(json.dumps(list("abcdefghij")))
     params = {"iterations": 2, "step": 1.0, "seed": 0, "jitter": 0, "blur_sigma": 0.0}
     with pytest.raises(PipelineError, match="no convolutional activation layers"):
-        visualize(params, tmp_path / "dense.keras", tmp_path / "prepared", tmp_path)
+        visualize(params, artifacts)
 
 
-def test_visualize_stage_outputs_and_determinism(tmp_path, monkeypatch):
+def test_visualize_stage_outputs_and_determinism(tmp_path):
     params = prepare_workspace(tmp_path, precision="float32", epochs=1)  # compares two runs
-    monkeypatch.chdir(tmp_path)
-    train(params)
+    train_in_workspace(tmp_path)
     params["visualize"]["iterations"] = 5
-    record = visualize(params["visualize"], progress=lambda m: None)
+    record = visualize(params["visualize"], Artifacts(tmp_path), progress=lambda m: None)
     first = (tmp_path / "reports/stimuli.json").read_text()
     stimuli_json = json.loads(first)
     assert list(stimuli_json["layers"]) == ["leaky_re_lu_1", "leaky_re_lu_2", "leaky_re_lu_3", "leaky_re_lu_4"]
@@ -156,5 +160,5 @@ def test_visualize_stage_outputs_and_determinism(tmp_path, monkeypatch):
         assert (tmp_path / f"reports/figures/stimuli/{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "reports/figures/kernels.png").is_file()
     assert record["layers"] == stimuli_json["layers"]
-    visualize(params["visualize"], progress=lambda m: None)
+    visualize(params["visualize"], Artifacts(tmp_path), progress=lambda m: None)
     assert (tmp_path / "reports/stimuli.json").read_text() == first

@@ -1,0 +1,65 @@
+"""Which project files a module runs: its own file, and every project module it imports, transitively.
+
+Read from the source (every import statement, also those inside functions), so it
+needs no import of its own and over-approximates what one run executes: the safe
+side for a cache key or a DVC dependency list. Third-party modules are left out.
+"""
+
+import ast
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def module_file(name, root=PROJECT_ROOT):
+    """The file of project module `name` ('stages.train' -> stages/train.py), or None if it is not ours."""
+    path = Path(root, *name.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return None
+
+
+def imported_names(path, package):
+    """Absolute names of the modules (and of names within them) that a file imports, anywhere in it."""
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . import x, from ..a import b
+                parents = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(filter(None, [*parents, base]))
+            yield base
+            # `from package import name` imports a submodule when `name` is one
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def files_run_by(module, root=PROJECT_ROOT):
+    """Sorted project files that running `module` may execute (package __init__ files included)."""
+    root = Path(root)
+    todo, seen, files = [module], set(), set()
+    while todo:
+        parts = todo.pop().split(".")
+        # importing a.b.c runs a/__init__.py, then a/b/__init__.py, then a/b/c.py
+        for length in range(1, len(parts) + 1):
+            name = ".".join(parts[:length])
+            if name in seen:
+                continue
+            seen.add(name)
+            path = module_file(name, root)
+            if path is None:
+                continue
+            files.add(path)
+            package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+            todo.extend(imported_names(path, package))
+    return sorted(files)
+
+
+if __name__ == "__main__":  # python -m cifar.core.codegraph stages.train: the deps dvc.yaml must list
+    import sys
+
+    for path in files_run_by(sys.argv[1]):
+        print(f"      - {path.relative_to(PROJECT_ROOT).as_posix()}")

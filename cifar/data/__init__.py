@@ -1,0 +1,1 @@
+"""Dataset sources (downloads, archives, folders), their formats, and the prepared arrays."""

@@ -1,0 +1,34 @@
+"""Test-set metrics from class probabilities: accuracy, loss, per-class and macro precision / recall / F1,
+and the (actual, predicted) rows DVC's confusion template draws."""
+
+import csv
+import io
+
+from sklearn.metrics import accuracy_score, classification_report, log_loss
+
+
+def compute_metrics(y_true, probabilities, classes):
+    """Accuracy, cross-entropy loss and per-class / macro precision, recall and F1."""
+    predicted = probabilities.argmax(axis=1)
+    labels = list(range(len(classes)))
+    report = classification_report(
+        y_true, predicted, labels=labels, target_names=classes, output_dict=True, zero_division=0
+    )
+    metrics = {
+        "accuracy": round(float(accuracy_score(y_true, predicted)), 6),
+        "loss": round(float(log_loss(y_true, probabilities, labels=labels)), 6),
+        "macro": {k: round(float(report["macro avg"][k]), 6) for k in ("precision", "recall", "f1-score")},
+        "per_class": {
+            name: {k: round(float(report[name][k]), 6) for k in ("precision", "recall", "f1-score")} for name in classes
+        },
+    }
+    return metrics
+
+
+def confusion_rows(y_true, predicted, classes):
+    """CSV text with one (actual, predicted) row per test image, for DVC's confusion template."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["actual", "predicted"])
+    writer.writerows((classes[t], classes[p]) for t, p in zip(y_true, predicted))
+    return out.getvalue()

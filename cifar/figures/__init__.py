@@ -1,0 +1,8 @@
+"""Every figure the pipeline draws, with matplotlib, for files only (no display on CI or servers)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["plt"]

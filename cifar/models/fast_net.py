@@ -1,0 +1,124 @@
+"""The fast model (`train.model: fast`): a small BatchNorm CNN in the spirit of Keller Jordan's airbench94.
+
+A frozen 2x2 patch-whitening convolution computed from the training images,
+then three conv groups (conv, max-pool, BatchNorm, GELU, conv, BatchNorm, GELU),
+global max-pooling and a scaled linear layer. Training-time augmentation (random
+horizontal flip, random translation with reflected borders) is part of the model,
+so it runs inside the compiled training step and is identity at inference.
+Every choice is a key of the `fast` section of params.yaml.
+"""
+
+import keras
+import numpy as np
+from keras import layers
+
+from cifar.core.params import ListRule, Rule, boolean, fraction, positive_int, positive_number
+from cifar.models.inputs import normalized_input
+from cifar.models.layers import ScaledBias
+from cifar.models.recipe import COMMON
+
+RECIPE = {
+    **COMMON,
+    "final_lr_fraction": fraction(),
+    "momentum": Rule((int, float), "a number from 0 to less than 1", minimum=0, maximum=0.999),
+    "nesterov": boolean(),
+    "weight_decay": Rule((int, float), "a number >= 0", minimum=0),
+    "label_smoothing": fraction("a number from 0 to 1 (0 = off)"),
+    "ema_momentum": Rule(
+        (int, float), "null (off) or a number from 0 to less than 1", nullable=True, minimum=0, maximum=0.9999
+    ),
+    "widths": ListRule(
+        positive_int("an integer from 1 to 4096", maximum=4096), 3, "a list of 3 integers from 1 to 4096"
+    ),
+    "batchnorm_momentum": fraction(),
+    "bias_lr_scale": positive_number(),
+    "output_scale": positive_number(),
+    "flip": boolean(),
+    "translate": Rule((int,), "an integer from 0 to 8 (pixels; 0 = off)", minimum=0, maximum=8),
+}
+
+INPUT_CHANNELS = 3
+WHITEN_PATCH = 2
+WHITEN_EPS = 5e-4  # airbench's: keeps near-zero-variance directions from exploding
+WHITEN_IMAGES = 5000  # training images the patch statistics are estimated from
+
+
+def whitening_kernel(images, eps=WHITEN_EPS):
+    """2x2 conv kernels that whiten the patches of `images` (float, N x H x W x C): shape (2, 2, C, 2*2*2*C).
+
+    The eigenvectors of the patches' second-moment matrix, each divided by the square
+    root of its eigenvalue, largest first; then the same kernels negated, so that a
+    GELU after them keeps both signs of every direction.
+    """
+    images = np.asarray(images, np.float64)
+    channels = images.shape[-1]
+    windows = np.lib.stride_tricks.sliding_window_view(images, (WHITEN_PATCH, WHITEN_PATCH), axis=(1, 2))
+    # windows: (N, H-1, W-1, C, 2, 2) -> patches flattened in the kernel's (row, col, channel) order
+    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, WHITEN_PATCH * WHITEN_PATCH * channels)
+    second_moment = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = np.linalg.eigh(second_moment)
+    order = np.argsort(eigenvalues)[::-1]
+    scaled = eigenvectors[:, order] / np.sqrt(eigenvalues[order] + eps)
+    kernel = np.concatenate([scaled, -scaled], axis=1)
+    return kernel.reshape(WHITEN_PATCH, WHITEN_PATCH, channels, -1).astype(np.float32)
+
+
+def augmentation(recipe, seed):
+    """The training-time augmentation layers the recipe asks for (identity at inference)."""
+    found = []
+    if recipe["flip"]:
+        found.append(layers.RandomFlip("horizontal", seed=seed, name="random_flip"))
+    if recipe["translate"]:
+        factor = recipe["translate"] / 32
+        found.append(
+            layers.RandomTranslation(
+                factor, factor, fill_mode="reflect", interpolation="nearest", seed=seed + 1, name="random_translate"
+            )
+        )
+    return found
+
+
+def conv_bn_gelu(x, filters, recipe, name, pool=False, sync_batchnorm=False):
+    """conv 3x3 (no bias), optional 2x2 max-pool, BatchNorm without scale, scaled bias, GELU."""
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    if pool:
+        x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    # airbench's momentum 0.6 is PyTorch's weight of the new batch; Keras weighs the old average.
+    x = layers.BatchNormalization(
+        momentum=1 - recipe["batchnorm_momentum"],
+        epsilon=1e-12,
+        center=False,
+        scale=False,
+        synchronized=sync_batchnorm,
+        name=f"{name}_bn",
+    )(x)
+    x = ScaledBias(recipe["bias_lr_scale"] ** 0.5, name=f"{name}_bias")(x)
+    return layers.Activation("gelu", name=f"{name}_gelu")(x)
+
+
+def build(num_classes, recipe, train_images=None, seed=0, sync_batchnorm=False):
+    """The fast model for `recipe` (the `fast` params); `train_images` (uint8) set the whitening layer.
+
+    `sync_batchnorm`: statistics over the global batch of all replicas, not each replica's
+    share, so that several devices train what one device would (tests/test_distribute.py).
+    """
+    inputs, x = normalized_input()
+    for layer in augmentation(recipe, seed):
+        x = layer(x)
+    whiten_filters = 2 * WHITEN_PATCH * WHITEN_PATCH * INPUT_CHANNELS
+    # Frozen: its kernels are the data's whitening transform, not learned.
+    whiten = layers.Conv2D(whiten_filters, WHITEN_PATCH, use_bias=False, trainable=False, name="whiten")
+    x = whiten(x)
+    if train_images is not None:
+        sample = np.asarray(train_images[:WHITEN_IMAGES], np.float32) / 255 - 0.5  # as normalized_input
+        whiten.set_weights([whitening_kernel(sample)])
+    x = ScaledBias(recipe["bias_lr_scale"] ** 0.5, name="whiten_bias")(x)
+    x = layers.Activation("gelu", name="whiten_gelu")(x)
+    for index, width in enumerate(recipe["widths"], start=1):
+        x = conv_bn_gelu(x, width, recipe, f"block{index}a", pool=True, sync_batchnorm=sync_batchnorm)
+        x = conv_bn_gelu(x, width, recipe, f"block{index}b", sync_batchnorm=sync_batchnorm)
+    x = layers.GlobalMaxPooling2D(name="pool")(x)
+    x = layers.Dense(num_classes, use_bias=False, name="dense")(x)
+    x = layers.Rescaling(recipe["output_scale"], name="scale")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="fast")

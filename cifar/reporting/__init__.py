@@ -1,0 +1,1 @@
+"""The comparison report: metrics, params and curves against a base revision."""

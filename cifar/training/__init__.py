@@ -1,0 +1,1 @@
+"""The training loop and its mechanics: batches, schedules, callbacks, resume, precision, distribution."""

@@ -1,0 +1,161 @@
+"""The train stage's work, in four phases: set up, build or resume, fit, save.
+
+The model's recipe (the params.yaml section named like the model) comes with its
+builder, optimizer and schedule from the registry (cifar/models/registry.py).
+Training runs under the tf.distribute strategy of `train.strategy`; every epoch is
+checkpointed, and a run killed at any moment resumes from its last completed epoch
+and ends with the same weights as an uninterrupted run (cifar/training/resume.py).
+Under a multi-worker strategy every worker trains and checkpoints; only the chief
+writes the model and the reports.
+"""
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from cifar.core.artifacts import Artifacts
+from cifar.core.atomic import atomic_path, write_json
+from cifar.core.codegraph import files_run_by
+from cifar.core.runtime import configure_tensorflow
+from cifar.models.registry import ModelSpec, model_spec
+from cifar.training import callbacks as cb
+from cifar.training import distribute, precision, resume
+from cifar.training.batches import training_batches
+
+# The code that determines the trained weights, part of the resume key: every project file the
+# train stage runs, read from its imports (so none can be forgotten; tests/test_resume_key.py).
+CODE_FILES = files_run_by("stages.train")
+
+
+def run_key(settings, recipe, artifacts, code_files=CODE_FILES):
+    """The resume key of a training run: its params, its prepared data and the code it runs."""
+    data_files = sorted(artifacts.prepared_dir.glob("*.npy"))
+    return resume.run_key({"train": settings, "recipe": recipe}, data_files, code_files)
+
+
+@dataclass
+class Run:
+    """What the phases share: the params, the data, and where and how this process trains."""
+
+    settings: dict
+    recipe: dict
+    spec: ModelSpec
+    artifacts: Artifacts
+    arrays: dict
+    classes: list
+    strategy: object
+    chief: bool
+    policy: str
+    state: Path  # this run's checkpoint folder
+    steps_per_epoch: int
+
+
+def train(settings, recipe, artifacts=Artifacts(), callbacks=()):
+    """Train (or resume) the model of `settings["model"]` and write it; returns the model and its history."""
+    run = set_up(settings, recipe, artifacts)
+    model, done, history = build_or_resume(run)
+    history = fit(run, model, done, history, callbacks)
+    save(run, model)
+    return model, history
+
+
+def set_up(settings, recipe, artifacts):
+    """Seeds, TensorFlow's settings, the data, the strategy and precision, and this run's state folder."""
+    arrays, classes = artifacts.load_prepared()
+    keras.utils.set_random_seed(settings["seed"])
+    configure_tensorflow()
+    strategy = distribute.make_strategy(settings["strategy"])
+    chief = distribute.is_chief(strategy)
+    key = run_key(settings, recipe, artifacts)
+    state = artifacts.train_state / (key if chief else f"{key}-{distribute.worker_name(strategy)}")
+    policy = precision.resolve(settings["precision"])
+    print(f"precision: {policy} (train.precision: {settings['precision']}; CPU: {precision.describe_cpu()})")
+    print(f"strategy: {settings['strategy']} ({distribute.describe(strategy)})")
+    steps_per_epoch = math.ceil(len(arrays["y_train"]) / recipe["batch_size"])
+    return Run(
+        settings, recipe, model_spec(settings["model"]), artifacts, arrays, classes,
+        strategy, chief, policy, state, steps_per_epoch,
+    )  # fmt: skip
+
+
+def build_or_resume(run):
+    """(model, epochs done, history so far): from the last checkpoint of this run, or built and compiled afresh."""
+    done, checkpoint, history = resume.latest_checkpoint(run.state)
+    distribute.agree_on_epoch(run.strategy, done)
+    if checkpoint is not None:
+        print(f"resuming from {checkpoint} ({done} of {run.recipe['epochs']} epochs done)")
+        with run.strategy.scope():
+            return keras.models.load_model(checkpoint), done, history  # optimizer, schedule and step too
+    replicas = run.strategy.num_replicas_in_sync
+    with precision.building_with(run.policy):
+        model = distribute.build_under(
+            run.strategy,
+            lambda: run.spec.build(len(run.classes), run.recipe, run.arrays["x_train"], run.settings["seed"], replicas),
+        )
+    learning_rate, _ = run.spec.learning_rate(run.recipe, run.steps_per_epoch)
+    with run.strategy.scope():
+        compile_model(model, run.spec, run.recipe, learning_rate)
+    model.summary()
+    return model, 0, history
+
+
+def compile_model(model, spec, recipe, learning_rate):
+    """The model's optimizer and loss from its registry entry; accuracy as the metric."""
+    model.compile(
+        optimizer=spec.optimizer(recipe, learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing(recipe)),
+        metrics=["accuracy"],
+    )
+
+
+def fit(run, model, done, history, extra_callbacks=()):
+    """Train the epochs not done yet, checkpointing each; returns the whole history."""
+    num_classes = len(run.classes)
+    y_train = keras.utils.to_categorical(run.arrays["y_train"], num_classes)
+    y_test = keras.utils.to_categorical(run.arrays["y_test"], num_classes)
+    _, per_epoch_rate = run.spec.learning_rate(run.recipe, run.steps_per_epoch)
+    checkpoint = cb.EpochCheckpoint(run.state, history)
+    callbacks = [
+        cb.EpochClock(history),  # first: the callbacks after it record its elapsed_s
+        cb.learning_rate_callback(per_epoch_rate),
+        cb.ReseedRandomLayers(run.settings["seed"]),
+        checkpoint,
+    ]
+    if run.chief:
+        resolved = {"precision": run.policy, "strategy": distribute.describe(run.strategy)}
+        resolved["cpu"] = precision.describe_cpu()  # timings from other machines are not comparable
+        callbacks.append(cb.dvclive_logger(history, run.artifacts.train_reports, resolved))
+    epochs, batch_size = run.recipe["epochs"], run.recipe["batch_size"]
+    if done == epochs:
+        # Killed after the last checkpoint: it holds the raw weights, as fit leaves them before its end.
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+        if run.chief:
+            callbacks[-1].live.end()
+        return checkpoint.history
+    options = dict(
+        steps_per_epoch=run.steps_per_epoch,
+        epochs=epochs,
+        initial_epoch=done,
+        validation_data=(run.arrays["x_test"], y_test),
+        validation_batch_size=max(batch_size, 256),
+        callbacks=[*callbacks, *extra_callbacks],
+    )
+    batches = training_batches(run.arrays["x_train"], y_train, batch_size, run.settings["seed"], done, epochs)
+    if distribute.is_multi_worker(run.strategy):
+        distribute.fit_multi_worker(model, run.strategy, batches, **options)
+    else:
+        # shuffle=False: training_batches shuffles, reproducibly per epoch
+        model.fit(batches, shuffle=False, verbose=1 if sys.stdout.isatty() else 2, **options)
+    return checkpoint.history
+
+
+def save(run, model):
+    """The chief writes the model and its class names (for predict: the model knows none); the state goes."""
+    if run.chief:
+        with atomic_path(run.artifacts.model) as tmp:
+            model.save(tmp)
+        write_json(run.artifacts.model_classes, run.classes)
+    resume.clear(run.state)

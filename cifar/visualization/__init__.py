@@ -1,0 +1,1 @@
+"""Maximum stimuli of conv filters and class scores."""
