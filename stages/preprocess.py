@@ -1,7 +1,7 @@
 """Stage preprocess: decode the fetched dataset into uint8 arrays, class-balanced subsets if asked.
 
-Reads data/raw/dataset (the CIFAR-10 Python archive, or image folders train/<class>/*, test/<class>/*)
-and params.yaml's `preprocess` section. Writes data/prepared/{x,y}_{train,test}.npy, classes.json,
+Reads data/raw/dataset (a CIFAR-10 Python or binary archive, a CIFAR-100 Python archive, or image
+folders train/<class>/*, test/<class>/*; as zip, tar or folder) and params.yaml's `preprocess` section. Writes data/prepared/{x,y}_{train,test}.npy, classes.json,
 stats.json (mean and std of the normalised training pixels) and reports/figures/samples.png.
 """
 
@@ -19,7 +19,7 @@ from cifar.data.prepare import normalized_stats, subsets
 
 
 def preprocess(settings, artifacts=Artifacts(), progress=print):
-    dataset = read_dataset(artifacts.raw_dataset, progress)
+    dataset = read_dataset(artifacts.raw_dataset, settings["labels"], progress)
     rng = np.random.default_rng(settings["seed"])
     arrays = subsets(dataset, settings, rng)
     for name, array in arrays.items():

@@ -3,7 +3,8 @@ import tarfile
 
 import pytest
 
-from cifar.data.archive import MAX_MEMBER_BYTES, iter_archive_files, iter_directory_files
+from cifar.data.archive import iter_archive_files, iter_directory_files
+from cifar.data.members import MAX_MEMBER_BYTES
 from cifar.core.errors import PipelineError
 
 
@@ -75,7 +76,7 @@ def test_decompression_bomb_stops_before_reading(tmp_path):
 def test_not_an_archive(tmp_path, content):
     path = tmp_path / "junk.tar.gz"
     path.write_bytes(content)
-    with pytest.raises(PipelineError, match="not a tar archive"):
+    with pytest.raises(PipelineError, match="not an archive: expected a zip, or a tar"):
         read_all(path)
 
 
@@ -96,9 +97,9 @@ def test_directory_with_symlink_is_refused(tmp_path):
 
 
 def test_gzip_bomb_stops_at_the_total_limit(tmp_path, monkeypatch):
-    import cifar.data.archive as archive
+    import cifar.data.members as members
 
-    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 4 << 20)
+    monkeypatch.setattr(members, "MAX_TOTAL_BYTES", 4 << 20)
     zeros = b"\0" * (16 << 20)  # compresses to a few KB, unpacks past the (lowered) limit
     path = make_tar(tmp_path / "bomb.tar.gz", [file_member("train/cat/a.png", zeros)], "w:gz")
     assert path.stat().st_size < 100_000
@@ -117,18 +118,18 @@ def test_every_compression_reads_and_a_cut_is_named(tmp_path, compression):
 
 
 def test_member_count_is_bounded(tmp_path, monkeypatch):
-    import cifar.data.archive as archive
+    import cifar.data.members as members
 
-    monkeypatch.setattr(archive, "MAX_MEMBERS", 5)
+    monkeypatch.setattr(members, "MAX_MEMBERS", 5)
     assert len(read_all(make_tar(tmp_path / "five.tar", [file_member(f"{i}.png") for i in range(5)]))) == 5
     with pytest.raises(PipelineError, match="more than 5 members; refusing"):
         read_all(make_tar(tmp_path / "six.tar", [file_member(f"{i}.png") for i in range(6)]))
 
 
 def test_total_size_is_bounded_for_plain_tars_too(tmp_path, monkeypatch):
-    import cifar.data.archive as archive
+    import cifar.data.members as members
 
-    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 64 << 10)
+    monkeypatch.setattr(members, "MAX_TOTAL_BYTES", 64 << 10)
     small = [file_member(f"{i}.png", b"x" * (10 << 10)) for i in range(3)]
     assert len(read_all(make_tar(tmp_path / "small.tar", small))) == 3
     large = [file_member(f"{i}.png", b"x" * (10 << 10)) for i in range(8)]  # 80 KiB of members

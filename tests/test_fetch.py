@@ -123,10 +123,21 @@ def test_partial_file_in_cache_is_not_taken_as_good(workspace, server):
     assert (cache / "cifar-10-python.tar.gz").read_bytes() == archive.read_bytes()
 
 
-def test_the_official_descriptor_names_the_official_archive():
-    official = sources.read_descriptor(PROJECT / "data/sources/cifar-10-python.yaml")
-    assert official.url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-    assert official.checksum == ("md5", "c58f30108f718f92721af3b95e74349a")
+@pytest.mark.parametrize(
+    "name, md5",
+    [
+        ("cifar-10-python", "c58f30108f718f92721af3b95e74349a"),
+        ("cifar-10-binary", "c32a1d4ab5d03f1284b67883e8d87530"),
+        ("cifar-100-python", "eb9058c3a382ffc7106e4002c42a8d85"),
+    ],
+)
+def test_the_official_descriptors_name_the_official_archives(name, md5):
+    official = sources.read_descriptor(PROJECT / f"data/sources/{name}.yaml")
+    assert official.url == f"https://www.cs.toronto.edu/~kriz/{name}.tar.gz"
+    assert official.checksum == ("md5", md5)
+
+
+def test_the_default_source_is_the_official_cifar10_python_archive():
     assert (
         yaml.safe_load((PROJECT / "params.yaml").read_text())["fetch"]["source"] == "data/sources/cifar-10-python.yaml"
     )

@@ -1,11 +1,21 @@
 """End to end: the real `dvc repro` on a tiny generated dataset in a throwaway git + DVC repo."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
 
-from tests.datagen import write_cifar_archive
+from tests.datagen import (
+    CLASSES,
+    FINE_CLASSES,
+    desktop_extras,
+    encode_image,
+    write_cifar100_archive,
+    write_cifar_archive,
+    write_cifar_binary_archive,
+    write_image_folder_archive,
+)
 from tests.dvc_repo import make_repo
 
 TINY = {
@@ -50,3 +60,53 @@ def test_dvc_repro_end_to_end_noop_and_evaluate_only(tmp_path):
     third = repo.dvc("repro")
     assert ran_stages(third.stdout) == ["evaluate"]
     assert (root / "models/model.keras").read_bytes() == before
+
+
+def desktop_zip(system):
+    def write(path):
+        write_image_folder_archive(
+            path, train=100, test=40, prefix="my images/", extra=desktop_extras(system, "my images/")
+        )
+        return sorted(CLASSES)
+
+    return write
+
+
+def binary_archive(path):
+    write_cifar_binary_archive(path)
+    return CLASSES
+
+
+def cifar100_archive(path):
+    write_cifar100_archive(path, train=200, test=100)
+    return FINE_CLASSES
+
+
+LAYOUTS = {
+    "macos-zip": ("images.zip", desktop_zip("macos")),
+    "windows-zip": ("images.zip", desktop_zip("windows")),
+    "cifar10-binary": ("cifar-10-binary.tar.gz", binary_archive),
+    "cifar100": ("cifar-100-python.tar.gz", cifar100_archive),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_dvc_repro_runs_end_to_end_from_every_layout(tmp_path, layout):
+    name, write = LAYOUTS[layout]
+    classes = write(tmp_path / name)
+    sizes = {"max_train_images": 200, "max_test_images": 100} if layout == "cifar100" else {}
+    repo = make_repo(tmp_path / "repo", tmp_path / name, **{**TINY, "preprocess": {**TINY["preprocess"], **sizes}})
+    assert ran_stages(repo.dvc("repro").stdout) == ["fetch", "preprocess", "train", "evaluate", "visualize"]
+    root = repo.path
+    assert json.loads((root / "models/classes.json").read_text()) == classes
+    assert set(json.loads((root / "reports/metrics.json").read_text())["per_class"]) == set(classes)
+    assert len(json.loads((root / "reports/stimuli.json").read_text())["classes"]) == len(classes)
+    rows = (root / "reports/eval/confusion.csv").read_text().splitlines()
+    assert len(rows) == 1 + sizes.get("max_test_images", 40)
+    for figure in ("confusion_matrix.png", "predictions.png", "stimuli/classes.png"):
+        assert (root / "reports/figures" / figure).read_bytes()[:4] == b"\x89PNG"
+    image = root / "query.png"
+    image.write_bytes(encode_image(np.full((32, 32, 3), 128, np.uint8)))
+    predicted = json.loads(repo.run(sys.executable, "-m", "stages.predict", "--json", "--top", "3", str(image)).stdout)
+    assert {row["class"] for row in predicted["predictions"][str(image)]} <= set(classes)

@@ -15,7 +15,7 @@ from cifar.data.prepare import balanced_subset, normalized_stats
 from stages.preprocess import preprocess
 from tests.datagen import CLASSES, encode_image, write_cifar_archive, write_image_folder_archive
 
-PARAMS = {"max_train_images": None, "max_test_images": None, "seed": 0}
+PARAMS = {"max_train_images": None, "max_test_images": None, "seed": 0, "labels": "fine"}
 
 
 def test_cifar_archive_round_trips(tmp_path):
@@ -47,7 +47,7 @@ def test_pickle_that_runs_code_is_refused_and_never_runs(tmp_path):
 
     evil = pickle.dumps({b"data": Exploit(), b"labels": []}, protocol=2)
     write_cifar_archive(tmp_path / "evil.tar.gz", batch_override={"data_batch_3": evil})
-    with pytest.raises(PipelineError, match=r"data_batch_3: not a valid CIFAR-10 pickle: refused to load global"):
+    with pytest.raises(PipelineError, match=r"data_batch_3: not a valid CIFAR pickle: refused to load global"):
         read_dataset(tmp_path / "evil.tar.gz")
     assert not marker.exists()
 

@@ -6,6 +6,7 @@ side for a cache key or a DVC dependency list. Third-party modules are left out.
 """
 
 import ast
+import re
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -58,8 +59,37 @@ def files_run_by(module, root=PROJECT_ROOT):
     return sorted(files)
 
 
-if __name__ == "__main__":  # python -m cifar.core.codegraph stages.train: the deps dvc.yaml must list
+def update_dvc_yaml(path):
+    """Rewrite, in place, the code dependencies of every `python -m stages.<name>` stage of a dvc.yaml.
+
+    Text-level, so comments and layout stay: each stage's `- cifar/...py` / `- stages/...py` deps
+    are replaced, where the first of them stood, by what the stage's command runs.
+    """
+    lines = Path(path).read_text().splitlines(keepends=True)
+    out, module = [], None
+    code_dep = re.compile(r"^(\s+)- (?:cifar|stages)/\S+\.py\s*$")
+    for line in lines:
+        command = re.match(r"^\s+cmd: python -m (stages\.\w+)\s*$", line)
+        if command:
+            module, written = command[1], False
+        dep = code_dep.match(line)
+        if dep and module:
+            if not written:
+                indent = dep[1]
+                out += [f"{indent}- {file.relative_to(PROJECT_ROOT).as_posix()}\n" for file in files_run_by(module)]
+                written = True
+            continue
+        out.append(line)
+    Path(path).write_text("".join(out))
+
+
+if __name__ == "__main__":
+    # python -m cifar.core.codegraph stages.train: the code deps dvc.yaml must list for it;
+    # python -m cifar.core.codegraph --update dvc.yaml: rewrite them all in place.
     import sys
 
-    for path in files_run_by(sys.argv[1]):
-        print(f"      - {path.relative_to(PROJECT_ROOT).as_posix()}")
+    if sys.argv[1] == "--update":
+        update_dvc_yaml(sys.argv[2])
+    else:
+        for path in files_run_by(sys.argv[1]):
+            print(f"      - {path.relative_to(PROJECT_ROOT).as_posix()}")

@@ -1,4 +1,4 @@
-"""Load the pickled batches of the official CIFAR-10 Python archive without executing code.
+"""Load the pickled batches of the official CIFAR-10 and CIFAR-100 Python archives without executing code.
 
 A pickle can call any importable function; the batches only need numpy's
 array reconstruction, so every other global is refused.
@@ -43,7 +43,7 @@ def safe_unpickle(data, source):
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as err:  # any failure of an untrusted pickle is a bad file, not a bug
-        raise PipelineError(f"{source}: not a valid CIFAR-10 pickle: {err}") from err
+        raise PipelineError(f"{source}: not a valid CIFAR pickle: {err}") from err
 
 
 def _get(batch, key, source):
@@ -55,11 +55,12 @@ def _get(batch, key, source):
     raise PipelineError(f"{source}: missing key {key!r}")
 
 
-def parse_batch(data, source, num_classes=10):
-    """Return (images uint8 [N,32,32,3], labels int64 [N]) from one pickled batch."""
+def parse_batch(data, source, num_classes=10, label_key="labels"):
+    """(images uint8 [N,32,32,3], labels int64 [N]) of one pickled batch; CIFAR-100's label_key is
+    'fine_labels' or 'coarse_labels'."""
     batch = safe_unpickle(data, source)
     pixels = _get(batch, "data", source)
-    labels = _get(batch, "labels", source)
+    labels = _get(batch, label_key, source)
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 2 or pixels.shape[1] != PIXELS:
         shape = getattr(pixels, "shape", None)
         dtype = getattr(pixels, "dtype", type(pixels).__name__)
@@ -67,7 +68,7 @@ def parse_batch(data, source, num_classes=10):
     try:
         labels = np.asarray(labels, dtype=np.int64)
     except (TypeError, ValueError) as err:
-        raise PipelineError(f"{source}: 'labels' must be a list of integers") from err
+        raise PipelineError(f"{source}: {label_key!r} must be a list of integers") from err
     if labels.shape != (pixels.shape[0],):
         raise PipelineError(f"{source}: {labels.shape[0] if labels.ndim else 0} labels for {pixels.shape[0]} images")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -76,10 +77,11 @@ def parse_batch(data, source, num_classes=10):
     return np.ascontiguousarray(images), labels
 
 
-def parse_meta(data, source):
-    """Return the class names from batches.meta."""
+def parse_meta(data, source, key="label_names"):
+    """The class names of a meta pickle: CIFAR-10's batches.meta ('label_names'), or CIFAR-100's meta
+    ('fine_label_names' or 'coarse_label_names')."""
     meta = safe_unpickle(data, source)
-    names = _get(meta, "label_names", source)
+    names = _get(meta, key, source)
     if not isinstance(names, list) or not names or not all(isinstance(n, (bytes, str)) for n in names):
-        raise PipelineError(f"{source}: 'label_names' must be a non-empty list of strings")
+        raise PipelineError(f"{source}: {key!r} must be a non-empty list of strings")
     return [n.decode() if isinstance(n, bytes) else n for n in names]

@@ -1,27 +1,29 @@
-"""Turn a fetched dataset (CIFAR-10 Python archive or image folders) into uint8 arrays.
+"""Turn a fetched dataset into uint8 arrays, whichever of the layouts it has, told apart by its files.
 
-Two layouts are understood:
-- the official CIFAR-10 Python archive: `cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`;
-- image folders: `train/<class>/*.{png,jpg,jpeg}` and `test/<class>/*...`, optionally
-  under one top-level folder. Images of any mode or size are converted to RGB and
-  resized to 32x32 (area-averaged when shrinking, bilinear when enlarging); class names are the folder names.
+- the CIFAR-10 Python archive: data_batch_1 ... data_batch_5, test_batch, batches.meta (pickles);
+- the CIFAR-10 binary version: data_batch_1.bin ... data_batch_5.bin, test_batch.bin, batches.meta.txt;
+- the CIFAR-100 Python archive: train, test, meta (pickles), with fine (100) or coarse (20) labels;
+- image folders: train/<class>/<image> and test/<class>/<image> (cifar/data/image_folders.py).
+
+Each may sit in one folder of its own inside the archive or directory, and files that operating
+systems leave behind (cifar/data/os_files.py) are skipped.
 """
 
-import os
-import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from cifar.core.errors import PipelineError
+from cifar.data import cifar_binary, cifar_pickle
 from cifar.data.archive import iter_dataset_files
-from cifar.data.cifar_pickle import parse_batch, parse_meta
-from cifar.data.images import IMAGE_SIZE, decode_image
+from cifar.data.image_folders import read_image_folders
+from cifar.data.images import is_image_name
+from cifar.data.os_files import is_os_file
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-CIFAR_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
-CIFAR_FILES = CIFAR_TRAIN_BATCHES + ["test_batch", "batches.meta"]
+CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR10_FILES = [*CIFAR10_TRAIN, "test_batch", "batches.meta"]
+CIFAR100_FILES = ["train", "test", "meta"]
+LABEL_SETS = ("fine", "coarse")  # CIFAR-100's two labellings: 100 classes, or their 20 superclasses
 
 
 @dataclass
@@ -33,119 +35,75 @@ class Dataset:
     classes: list
 
 
-def _is_cifar_member(name):
-    return name.rsplit("/", 1)[-1] in CIFAR_FILES
+def basename(name):
+    return name.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _is_image_member(name):
-    return name.lower().endswith(IMAGE_EXTENSIONS)
+LAYOUT_FILES = {*CIFAR10_FILES, *CIFAR100_FILES, *cifar_binary.FILES}
 
 
-def read_dataset(path, progress=print):
-    """Read a dataset archive or directory, whichever layout it has."""
-    files = {}
-    dirs = set()
-    for name, data in iter_dataset_files(path, wanted=lambda n: _is_cifar_member(n) or _is_image_member(n)):
+def wanted(name):
+    """The files any layout reads; the others are skipped unread."""
+    return not is_os_file(name) and (basename(name) in LAYOUT_FILES or is_image_name(name))
+
+
+def read_dataset(path, labels="fine", progress=print):
+    """The Dataset in an archive or directory; `labels` picks CIFAR-100's fine or coarse classes."""
+    files, dirs = {}, set()
+    for name, data in iter_dataset_files(path, wanted=wanted):
+        if is_os_file(name):
+            continue
         if data is None:
             dirs.add(name.rstrip("/"))
         else:
             files[name] = data
-    if any(_is_cifar_member(name) for name in files):
-        return _cifar_from_files(files, path)
-    return _image_folders_from_files(files, dirs, path, progress)
+    found = {basename(name): name for name in files}
+    if labels != "fine" and not set(CIFAR100_FILES) <= set(found):
+        raise PipelineError(f"preprocess.labels: {labels!r} labels exist in CIFAR-100 only; {path} is not CIFAR-100")
+    if any(name in found for name in CIFAR10_FILES):
+        return cifar10_python(files, found, path)
+    if any(name in found for name in cifar_binary.FILES):
+        return cifar10_binary(files, found, path)
+    if "meta" in found and ("train" in found or "test" in found):
+        return cifar100_python(files, found, path, labels)
+    (x_train, y_train), (x_test, y_test), classes = read_image_folders(files, dirs, path, progress)
+    return Dataset(x_train, y_train, x_test, y_test, classes)
 
 
-def _cifar_from_files(files, source):
-    by_base = {name.rsplit("/", 1)[-1]: name for name in files if _is_cifar_member(name)}
-    missing = [f for f in CIFAR_FILES if f not in by_base]
+def member_reader(files, found, source, layout, expected):
+    """(bytes of a member by its base name, its display name); PipelineError listing what the layout lacks."""
+    missing = [name for name in expected if name not in found]
     if missing:
-        raise PipelineError(f"{source}: CIFAR-10 archive lacks {', '.join(missing)}")
-    classes = parse_meta(files[by_base["batches.meta"]], f"{source}:{by_base['batches.meta']}")
-    parts = [parse_batch(files[by_base[b]], f"{source}:{by_base[b]}", len(classes)) for b in CIFAR_TRAIN_BATCHES]
-    x_test, y_test = parse_batch(files[by_base["test_batch"]], f"{source}:{by_base['test_batch']}", len(classes))
-    x_train = np.concatenate([p[0] for p in parts])
-    y_train = np.concatenate([p[1] for p in parts])
-    return Dataset(x_train, y_train, x_test, y_test, classes)
+        raise PipelineError(f"{source}: {layout} lacks {', '.join(missing)}")
+    return lambda name: files[found[name]], lambda name: f"{source}:{found[name]}"
 
 
-_SPLIT_RE = re.compile(r"^(?:(?P<prefix>[^/]+)/)?(?P<split>train|test)/(?P<cls>[^/]+)(?:/(?P<file>.+))?$")
+def cifar10_python(files, found, source):
+    read, where = member_reader(files, found, source, "CIFAR-10 archive", CIFAR10_FILES)
+    classes = cifar_pickle.parse_meta(read("batches.meta"), where("batches.meta"))
+    train = [cifar_pickle.parse_batch(read(name), where(name), len(classes)) for name in CIFAR10_TRAIN]
+    x_test, y_test = cifar_pickle.parse_batch(read("test_batch"), where("test_batch"), len(classes))
+    return Dataset(*concatenated(train), x_test, y_test, classes)
 
 
-def _image_folders_from_files(files, dirs, source, progress):
-    layout = {"train": {}, "test": {}}
-    prefixes = set()
-    for name in sorted(dirs) + sorted(files):
-        match = _SPLIT_RE.match(name)
-        if not match:
-            continue
-        prefixes.add(match["prefix"])
-        per_class = layout[match["split"]].setdefault(match["cls"], [])
-        if match["file"] and name in files:
-            if "/" in match["file"]:
-                raise PipelineError(f"{source}: {name!r} is nested too deep; expected <split>/<class>/<image>")
-            per_class.append(name)
-    if len(prefixes) > 1:
-        raise PipelineError(f"{source}: images under several top-level folders: {sorted(map(str, prefixes))}")
-    if not layout["train"] and not layout["test"]:
-        raise PipelineError(
-            f"{source}: no dataset found; expected the CIFAR-10 Python archive or "
-            "image folders train/<class>/*.png|jpg and test/<class>/*.png|jpg"
-        )
-    for split in ("train", "test"):
-        if not layout[split]:
-            raise PipelineError(f"{source}: no {split}/<class>/ folders")
-        for cls, names in layout[split].items():
-            if not names:
-                raise PipelineError(f"{source}: class folder {split}/{cls} has no images")
-    classes = sorted(layout["train"])
-    if sorted(layout["test"]) != classes:
-        only_train = sorted(set(classes) - set(layout["test"]))
-        only_test = sorted(set(layout["test"]) - set(classes))
-        raise PipelineError(
-            f"{source}: class folders differ between train and test "
-            f"(only in train: {only_train or 'none'}; only in test: {only_test or 'none'})"
-        )
-    x_train, y_train = _decode_split(files, layout["train"], classes, source, "train", progress)
-    x_test, y_test = _decode_split(files, layout["test"], classes, source, "test", progress)
-    return Dataset(x_train, y_train, x_test, y_test, classes)
+def cifar10_binary(files, found, source):
+    read, where = member_reader(files, found, source, "CIFAR-10 binary archive", cifar_binary.FILES)
+    classes = cifar_binary.parse_meta(read(cifar_binary.META_FILE), where(cifar_binary.META_FILE))
+    train = [cifar_binary.parse_batch(read(name), where(name), len(classes)) for name in cifar_binary.TRAIN_FILES]
+    test = cifar_binary.TEST_FILE
+    x_test, y_test = cifar_binary.parse_batch(read(test), where(test), len(classes))
+    return Dataset(*concatenated(train), x_test, y_test, classes)
 
 
-DECODE_CHUNK = 2000
+def cifar100_python(files, found, source, labels):
+    read, where = member_reader(files, found, source, "CIFAR-100 archive", CIFAR100_FILES)
+    classes = cifar_pickle.parse_meta(read("meta"), where("meta"), key=f"{labels}_label_names")
+    split = {
+        name: cifar_pickle.parse_batch(read(name), where(name), len(classes), label_key=f"{labels}_labels")
+        for name in ("train", "test")
+    }
+    return Dataset(*split["train"], *split["test"], classes)
 
 
-def _decode_chunk(items):
-    """Decode [(source, bytes)] to one uint8 array; runs in a worker process."""
-    return np.stack([decode_image(data, source) for source, data in items])
-
-
-def _decode_split(files, per_class, classes, source, split, progress):
-    """Decode one split's images, in parallel over the CPU cores, in a fixed order."""
-    names = [(label, name) for label, cls in enumerate(classes) for name in sorted(per_class[cls])]
-    labels = np.array([label for label, _ in names], dtype=np.int64)
-    chunks = [
-        [(f"{source}:{name}", files[name]) for _, name in names[i : i + DECODE_CHUNK]]
-        for i in range(0, len(names), DECODE_CHUNK)
-    ]
-    workers = min(os.cpu_count() or 1, len(chunks))
-    decoded, done = [], 0
-    with ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool:
-        for array in pool.map(_decode_chunk, chunks):
-            decoded.append(array)
-            done += len(array)
-            if done % 10_000 < DECODE_CHUNK or done == len(names):
-                progress(f"decoded {split} images: {done}/{len(names)}")
-    images = np.concatenate(decoded) if decoded else np.empty((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-    return images, labels
-
-
-class _InProcess:
-    """The executor interface, run serially: for one core or one chunk, where processes cost more."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def map(self, fn, items):
-        return map(fn, items)
+def concatenated(batches):
+    return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
