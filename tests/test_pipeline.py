@@ -103,7 +103,7 @@ def test_dvc_repro_runs_end_to_end_from_every_layout(tmp_path, layout):
     assert set(json.loads((root / "reports/metrics.json").read_text())["per_class"]) == set(classes)
     assert len(json.loads((root / "reports/stimuli.json").read_text())["classes"]) == len(classes)
     rows = (root / "reports/eval/confusion.csv").read_text().splitlines()
-    assert len(rows) == 1 + sizes.get("max_test_images", 40)
+    assert len(rows) == 1 + len(np.load(root / "data/prepared/y_test.npy"))
     for figure in ("confusion_matrix.png", "predictions.png", "stimuli/classes.png"):
         assert (root / "reports/figures" / figure).read_bytes()[:4] == b"\x89PNG"
     image = root / "query.png"
