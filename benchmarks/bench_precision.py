@@ -5,7 +5,8 @@ then the evaluate stage scores them on the test set. On hardware without bfloat1
 units (AVX2-only CPUs) bfloat16 is emulated and several times slower: use
 --max-train-images / --epochs there to compare on a subset.
 
-    python -m benchmarks.bench_precision --source ../shared/data/cifar10-jpeg.tar.gz [--max-train-images 5000] [--epochs 3]
+    python -m benchmarks.bench_precision --source path/to/cifar-10-python.tar.gz \
+        [--max-train-images 5000] [--epochs 3]
 """
 
 import argparse

@@ -123,7 +123,8 @@ def run(count=6400, epochs=2, batch_size=32, same_settings=True):
         row["baseline_with_our_settings_images_per_s"] = same
         row["ratio_at_same_settings"] = round(ours["images_per_s"] / same, 2)
         print(
-            f"  plain model.fit float32 with our oneDNN setting: {same:.0f} img/s (ratio {row['ratio_at_same_settings']:.2f}x)"
+            f"  plain model.fit float32 with our oneDNN setting: {same:.0f} img/s "
+            f"(ratio {row['ratio_at_same_settings']:.2f}x)"
         )
     return row
 

@@ -14,8 +14,9 @@ import json
 import time
 from pathlib import Path
 
-
 import cifar  # noqa: F401  (first: sets TensorFlow's environment before it loads)
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf

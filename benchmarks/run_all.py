@@ -162,7 +162,8 @@ def run(source, smoke=False, progress=print):
     else:
         rows.append(
             row(
-                f"2. time to {speedup['target_accuracy']:.4f} test accuracy (ours: quick recipe; baseline: tutorial recipe)",
+                f"2. time to {speedup['target_accuracy']:.4f} test accuracy "
+                "(ours: quick recipe; baseline: tutorial recipe)",
                 speedup["quick"]["seconds"],
                 speedup["tutorial"]["seconds"],
                 "s",

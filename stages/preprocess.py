@@ -1,8 +1,9 @@
 """Stage preprocess: decode the fetched dataset into uint8 arrays, class-balanced subsets if asked.
 
 Reads data/raw/dataset (a CIFAR-10 Python or binary archive, a CIFAR-100 Python archive, or image
-folders train/<class>/*, test/<class>/*; as zip, tar or folder) and params.yaml's `preprocess` section. Writes data/prepared/{x,y}_{train,test}.npy, classes.json,
-stats.json (mean and std of the normalised training pixels) and reports/figures/samples.png.
+folders train/<class>/*, test/<class>/*; as zip, tar or folder) and params.yaml's `preprocess`
+section. Writes data/prepared/{x,y}_{train,test}.npy, classes.json, stats.json (mean and std of
+the normalised training pixels) and reports/figures/samples.png.
 """
 
 import sys

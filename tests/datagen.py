@@ -87,7 +87,7 @@ class _Writer:
             self.add = self.archive.writestr
         else:
             compression = next((c for c in ("gz", "bz2", "xz") if self.path.endswith(c)), "")
-            self.archive = tarfile.open(self.path, f"w:{compression}")
+            self.archive = tarfile.open(self.path, f"w:{compression}")  # noqa: SIM115  closed by __exit__
             self.add = lambda name, data: _add_bytes(self.archive, name, data)
 
     def __enter__(self):

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 import cifar  # noqa: F401  (TensorFlow's environment, before TensorFlow is imported)
+
+# isort: split
 import keras
 import tensorflow as tf
 

@@ -3,9 +3,9 @@ import tarfile
 
 import pytest
 
+from cifar.core.errors import PipelineError
 from cifar.data.archive import iter_archive_files, iter_directory_files
 from cifar.data.members import MAX_MEMBER_BYTES
-from cifar.core.errors import PipelineError
 
 
 def make_tar(path, members, mode="w"):

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from cifar.data.datasets import read_dataset
 from cifar.core.errors import PipelineError
+from cifar.data.datasets import read_dataset
 from tests.conftest import PROJECT, set_params
 from tests.datagen import encode_image, write_cifar_archive, write_image_folder_archive
 from tests.helpers import prepare_workspace, run_stage_process, stage_env
@@ -172,7 +172,7 @@ class _StallingHandler(http.server.BaseHTTPRequestHandler):
     release = None
     requests = 0
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         type(self).requests += 1
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.payload)))

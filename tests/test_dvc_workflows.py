@@ -1,11 +1,16 @@
 """The users' loop through the real `dvc` and `git` commands: compare commits, experiments, queues, remotes."""
 
+import contextlib
+import functools
+import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -218,34 +223,19 @@ def test_share_through_a_local_remote(repo, tmp_path):
 
 
 def chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-def test_report_compares_with_base_and_its_html_draws(repo):
-    old = read_json(repo.path / "reports/metrics.json")
-    repo.set_params(seed_cnn={"learning_rate": 0.001})
-    repo.dvc("repro")
-    new = read_json(repo.path / "reports/metrics.json")
-    repo.run(sys.executable, "-m", "stages.report", "--base", "HEAD")
-    report = (repo.path / "reports/report.md").read_text()
-    row = next(line for line in report.splitlines() if line.startswith("| accuracy |"))
-    assert row == (
-        f"| accuracy | {new['accuracy']:.4f} | {old['accuracy']:.4f} | {new['accuracy'] - old['accuracy']:+.4f} |"
-    )
-    assert "| seed_cnn.learning_rate | 0.0050 | 0.0010 |" in report
-    images = [line[line.index("](") + 2 : -1] for line in report.splitlines() if line.startswith("![")]
-    assert len(images) >= 9 and all((repo.path / "reports" / path).is_file() for path in images)
-
-    page = repo.path / "reports/plots/index.html"
-    assert "cdn.jsdelivr" not in page.read_text()  # Vega is inlined: the page draws offline
-    browser = chromium()
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         if os.environ.get("CI"):  # .ci/run installs it: in CI a missing browser is a failure
-            pytest.fail("no chromium: the report page cannot be drawn")
+            pytest.fail("no chromium: the report cannot be drawn")
         pytest.skip("no chromium on this machine (.ci/run installs it)")
-    dom = subprocess.run(
+    return browser
+
+
+def draw(page, profile):
+    """The DOM of `page` (a file) after headless Chromium loaded it, its scripts run."""
+    return subprocess.run(
         [
-            browser,
+            chromium(),
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -253,7 +243,8 @@ def test_report_compares_with_base_and_its_html_draws(repo):
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={repo.path.parent / 'chromium'}",
+            f"--user-data-dir={profile}",
+            "--allow-file-access-from-files",
             "--virtual-time-budget=10000",
             "--dump-dom",
             page.as_uri(),
@@ -262,5 +253,131 @@ def test_report_compares_with_base_and_its_html_draws(repo):
         text=True,
         timeout=120,
     ).stdout
+
+
+# After load, each image says whether it drew (a broken link has no natural size).
+MARK_IMAGES = (
+    "<script>window.addEventListener('load', () => document.querySelectorAll('img').forEach("
+    "img => img.setAttribute('data-drawn', img.naturalWidth > 0 ? 'yes' : 'no')));</script>"
+)
+
+
+def render_as_a_code_host(markdown, page):
+    """The Markdown as GitHub-flavoured HTML (markdown-it-py, tables on), written to `page`."""
+    from markdown_it import MarkdownIt
+
+    page.write_text(
+        f"<html><body>{MarkdownIt('commonmark').enable('table').render(markdown)}{MARK_IMAGES}</body></html>"
+    )
+    return page
+
+
+def assert_every_image_draws(dom, count):
+    drawn = re.findall(r'<img [^>]*data-drawn="(yes|no)"', dom)
+    assert drawn == ["yes"] * count, drawn
+
+
+def test_report_compares_with_base_and_its_pages_draw(repo, tmp_path):
+    old = read_json(repo.path / "reports/metrics.json")
+    repo.set_params(seed_cnn={"learning_rate": 0.001})
+    repo.dvc("repro")
+    new = read_json(repo.path / "reports/metrics.json")
+    with image_host(tmp_path / "assets") as (upload, url):
+        repo.run(sys.executable, "-m", "stages.report", "--base", "HEAD", "--publish-with", str(upload))
+        check_report(repo, tmp_path, old, new, url)
+
+
+@contextlib.contextmanager
+def image_host(folder):
+    """A loopback web server for `folder`, and an upload command as CML's: copies a file there, prints its URL."""
+    folder.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    upload = folder.with_name("upload.sh")
+    upload.write_text(f'#!/bin/sh\ncp "$1" "{folder}/" && echo "{url}/$(basename "$1")"\n')
+    upload.chmod(0o755)
+    try:
+        yield upload, url
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def check_report(repo, tmp_path, old, new, url):
+    report = (repo.path / "reports/report.md").read_text()
+    assert (
+        report.splitlines()[2]
+        == f"Compared with the base `HEAD` ({repo.git('rev-parse', '--short', 'HEAD').stdout.strip()})."
+    )
+    row = next(line for line in report.splitlines() if line.startswith("| accuracy |"))
+    assert row == (
+        f"| accuracy | {new['accuracy']:.4f} | {old['accuracy']:.4f} | {new['accuracy'] - old['accuracy']:+.4f} |"
+    )
+    assert "| seed_cnn.learning_rate | 0.0050 | 0.0010 |" in report
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(images) >= 9 and all((repo.path / "reports" / path).is_file() for path in images)
+    headers = [
+        line
+        for line in report.splitlines()
+        if line.startswith("| metric |") or line.startswith("| class |") or line.startswith("| layer |")
+    ]
+    assert len(headers) == 3
+    for header in headers:  # every table of metrics: this run, the base and the change, for each metric
+        cells = [cell.strip() for cell in header.strip("|").split("|")][1:]
+        assert cells[1::3] == ["base"] * (len(cells) // 3) and cells[2::3] == ["change"] * (len(cells) // 3)
+
+    # As a code host draws the file in a clone: from reports/, every image loads by its relative path.
+    dom = draw(render_as_a_code_host(report, repo.path / "reports/report.html"), tmp_path / "chromium")
+    assert_every_image_draws(dom, len(images))
+    changes = re.findall(r"<th[^>]*>change</th>", dom)  # the params table has a base column, no change
+    assert len(re.findall(r"<th[^>]*>base</th>", dom)) == len(changes) + 1 and len(changes) == 1 + 2 + 2
+    # As the pull-request comment shows it: away from the repository, every image from its uploaded URL.
+    published = (repo.path / "reports/report.published.md").read_text()
+    assert f"]({url}/" in published and not re.search(rf"\]\((?!{re.escape(url)})", published)
+    elsewhere = tmp_path / "comment"
+    elsewhere.mkdir()
+    assert_every_image_draws(
+        draw(render_as_a_code_host(published, elsewhere / "comment.html"), tmp_path / "c2"), len(images)
+    )
+
+    page = repo.path / "reports/plots/index.html"
+    assert "cdn.jsdelivr" not in page.read_text()  # Vega is inlined: the page draws offline
     # vega-embed draws each chart into an element of class "marks": loss, accuracy, learning rate, confusion.
-    assert dom.count('class="marks"') == 4
+    assert draw(page, tmp_path / "chromium").count('class="marks"') == 4
+
+
+def test_report_against_a_base_without_results_says_so_and_shows_this_run(repo):
+    first = repo.git("rev-list", "--max-parents=0", "HEAD").stdout.strip()  # the project, before any run
+    repo.run(sys.executable, "-m", "stages.report", "--base", first)
+    report = (repo.path / "reports/report.md").read_text()
+    short = repo.git("rev-parse", "--short", first).stdout.strip()
+    assert report.splitlines()[2] == (
+        f"The base `{first}` ({short}) has no results yet (no `reports/metrics.json` there): "
+        "this run's numbers and figures are shown alone."
+    )
+    accuracy = read_json(repo.path / "reports/metrics.json")["accuracy"]
+    assert f"| accuracy | {accuracy:.4f} | – |  |" in report
+    assert "![confusion matrix](figures/confusion_matrix.png)" in report
+    repo.run(sys.executable, "-m", "stages.report", "--base", "no-such-branch")
+    assert (repo.path / "reports/report.md").read_text().splitlines()[2] == (
+        "No base revision `no-such-branch` found: this run's numbers and figures are shown alone."
+    )
+
+
+def test_ci_restores_the_cache_and_reruns_only_what_changed(baseline, tmp_path):
+    """The pull-request job: main's results in git, main's DVC cache restored, an evaluate param changed."""
+    clone = Repo(tmp_path / "pull-request")
+    baseline.run("git", "clone", "-q", str(baseline.path), str(clone.path))
+    shutil.copytree(baseline.path / ".dvc/cache", clone.path / ".dvc/cache")  # actions/cache/restore
+    clone.set_params(evaluate={"seed": 3})
+    clone.dvc("checkout", "--allow-missing")  # make restore
+    assert ran_stages(clone.dvc("repro").stdout) == ["evaluate"]  # make repro
+    model = "models/model.keras"
+    assert (clone.path / model).read_bytes() == (baseline.path / model).read_bytes()

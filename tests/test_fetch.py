@@ -1,4 +1,5 @@
-"""fetch: local datasets, download descriptors (file:// URLs, the Keras cache, real downloads from a loopback HTTP server)."""
+"""fetch: local datasets, and download descriptors: file:// URLs, the Keras cache, and real downloads
+from a loopback HTTP server."""
 
 import hashlib
 import http.server
@@ -30,7 +31,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     mode = "ok"
     requests = 0
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         type(self).requests += 1
         self.send_response(200)
         self.send_header("Content-Type", "application/gzip")
@@ -231,7 +232,7 @@ class _StallHandler(http.server.BaseHTTPRequestHandler):
 
     release = None
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Length", "100000")
         self.end_headers()

@@ -12,8 +12,8 @@ from cifar.core.artifacts import Artifacts
 from cifar.training.batches import training_batches
 from stages.evaluate import evaluate
 from stages.preprocess import preprocess
-from tests.datagen import write_cifar_archive, write_image_folder_archive
 from tests.conftest import set_params
+from tests.datagen import write_cifar_archive, write_image_folder_archive
 from tests.helpers import prepare_workspace, train_in_workspace
 from tests.test_preprocess import fetched
 

@@ -2,9 +2,9 @@ import pytest
 import yaml
 
 from cifar.core import cli
+from cifar.core.params import load_params
 from cifar.models.registry import MODEL_NAMES, MODELS, build_model, model_spec
 from cifar.training.params import TRAIN
-from cifar.core.params import load_params
 from stages import evaluate, fetch, preprocess, train, visualize
 from tests.conftest import PROJECT, set_params
 from tests.datagen import write_cifar_archive

@@ -109,6 +109,11 @@ class Artifacts:
         return self.root / "reports/report.md"
 
     @property
+    def published_report(self):
+        """report.md with its images uploaded and linked by URL: for a pull-request comment or a job summary."""
+        return self.root / "reports/report.published.md"
+
+    @property
     def plots_page_dir(self):
         """`dvc plots diff` drawn offline: its index.html."""
         return self.root / "reports/plots"

@@ -66,9 +66,8 @@ def write_text(path, text):
 
 
 def save_npy(path, array):
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def save_figure(path, fig):

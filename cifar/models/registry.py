@@ -5,8 +5,8 @@ rules), an optimizer, a learning-rate schedule and a loss; the test-time augment
 applies to it is `tta.<name>` of params.yaml. Stages ask here; nothing else compares model names.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 

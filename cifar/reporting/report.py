@@ -1,6 +1,7 @@
 """reports/report.md: this run's metrics and figures beside a base revision's, and the plots page.
 
-Image paths are relative to reports/, so the file renders in a clone and on a code host.
+Image paths are relative to reports/, so the file renders in a clone and on a code host's file
+view; cifar/reporting/publish.py makes the copy whose images show in a pull-request comment.
 """
 
 import csv
@@ -11,8 +12,8 @@ from cifar.core.artifacts import Artifacts
 from cifar.core.atomic import save_figure, write_text
 from cifar.core.errors import PipelineError
 from cifar.reporting.plots_page import write_plots_html
-from cifar.reporting.revisions import dvc, git_show, revision_exists
-from cifar.reporting.tables import flatten, metrics_table, params_table, per_class_table
+from cifar.reporting.revisions import dvc, git_show, revision_exists, short_hash
+from cifar.reporting.tables import flatten, metrics_table, params_table, per_class_table, stimuli_table
 
 HISTORY_KEYS = ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv")
 
@@ -23,17 +24,35 @@ def read_history(text):
     return [float(row[-1]) for row in rows[1:] if row]
 
 
+def read_json_at(rev, path):
+    text = git_show(rev, path.as_posix())
+    return flatten(json.loads(text)) if text else None
+
+
 def base_results(base, artifacts):
-    """(flattened metrics or None, params diff, per-epoch history) of revision `base`."""
-    text = git_show(base, artifacts.metrics.as_posix())
-    metrics = flatten(json.loads(text)) if text else None
-    params_diff = json.loads(dvc("params", "diff", base, "--json") or "{}")
-    history = {}
-    for key in HISTORY_KEYS:
-        text = git_show(base, (artifacts.history_dir / key).as_posix())
-        if text:
-            history[key] = read_history(text)
-    return metrics, params_diff, history
+    """{'metrics', 'stimuli', 'params', 'history'} of revision `base`; metrics None when it has no results."""
+    return {
+        "metrics": read_json_at(base, artifacts.metrics),
+        "stimuli": read_json_at(base, artifacts.stimuli_record),
+        "params": json.loads(dvc("params", "diff", base, "--json") or "{}"),
+        "history": {
+            key: read_history(text)
+            for key in HISTORY_KEYS
+            if (text := git_show(base, (artifacts.history_dir / key).as_posix()))
+        },
+    }
+
+
+def base_sentence(base, has_base, results):
+    """One sentence saying what the tables compare with."""
+    if not has_base:
+        return f"No base revision `{base}` found: this run's numbers and figures are shown alone."
+    if results["metrics"] is None:
+        return (
+            f"The base `{base}` ({short_hash(base)}) has no results yet (no `reports/metrics.json` there): "
+            "this run's numbers and figures are shown alone."
+        )
+    return f"Compared with the base `{base}` ({short_hash(base)})."
 
 
 def build_report(base="main", artifacts=Artifacts()):
@@ -44,35 +63,30 @@ def build_report(base="main", artifacts=Artifacts()):
         raise PipelineError(f"{artifacts.metrics}: not found; run `dvc repro` first")
     current = flatten(json.loads(artifacts.metrics.read_text()))
     has_base = bool(base) and revision_exists(base)
-    base_metrics, params_diff, base_history = base_results(base, artifacts) if has_base else (None, {}, {})
+    empty = {"metrics": None, "stimuli": None, "params": {}, "history": {}}
+    results = base_results(base, artifacts) if has_base else empty
     history = {
         key: read_history((artifacts.history_dir / key).read_text())
         for key in HISTORY_KEYS
         if (artifacts.history_dir / key).is_file()
     }
-    save_figure(artifacts.curves_figure, curves_figure(history, base_history, base or "base"))
+    save_figure(artifacts.curves_figure, curves_figure(history, results["history"], base or "base"))
     write_plots_html(base if has_base else None, artifacts.plots_page_dir)
 
     def image(title, path):
         return f"![{title}]({path.relative_to(artifacts.root / 'reports').as_posix()})" if path.exists() else ""
 
     stimuli = json.loads(artifacts.stimuli_record.read_text()) if artifacts.stimuli_record.is_file() else {}
-    lines = ["# CIFAR-10 pipeline report", ""]
-    lines.append(f"Compared with `{base}`." if has_base else f"No base revision `{base}` found: no comparison.")
-    lines += ["", "## Test metrics", "", metrics_table(current, base_metrics), ""]
+    lines = ["# CIFAR pipeline report", "", base_sentence(base, has_base, results), ""]
+    lines += ["## Test metrics", "", metrics_table(current, results["metrics"]), ""]
     if has_base:
-        lines += ["## Params that differ from the base", "", params_table(params_diff), ""]
-    lines += ["## Per-class figures", "", per_class_table(current), ""]
+        lines += ["## Params that differ from the base", "", params_table(results["params"]), ""]
+    lines += ["## Per class", "", per_class_table(current, results["metrics"]), ""]
     lines += ["## Training curves", "", image("training curves", artifacts.curves_figure), ""]
     lines += ["## Confusion matrix", "", image("confusion matrix", artifacts.confusion_figure), ""]
     lines += ["## Predictions", "", image("predictions", artifacts.predictions_figure), ""]
     if stimuli:
-        lines += ["## Maximum stimuli", "", "| layer | filters | dead | mean activation |", "|---|---:|---:|---:|"]
-        lines += [
-            f"| {name} | {r['filters']} | {r['dead']} | {r['mean_activation']:.4f} |"
-            for name, r in stimuli.get("layers", {}).items()
-        ]
-        lines.append("")
+        lines += ["## Maximum stimuli", "", stimuli_table(flatten(stimuli), results["stimuli"]), ""]
         for name in [*stimuli.get("layers", {}), "classes"]:
             lines += [f"### {name}", "", image(name, artifacts.stimuli_dir / f"{name}.png"), ""]
         lines += ["### First-layer kernels", "", image("kernels", artifacts.kernels_figure), ""]

@@ -27,3 +27,8 @@ def git_show(rev, path):
     """A file's text at a revision, or None."""
     result = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
     return result.stdout if result.returncode == 0 else None
+
+
+def short_hash(rev):
+    result = subprocess.run(["git", "rev-parse", "--short", rev], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else rev

@@ -1,9 +1,10 @@
-"""Markdown tables of the report: metrics with the base's values and the change, per-class figures, params."""
+"""Markdown tables of the report. Every table of metrics shows this run, the base and the change."""
 
 HEADLINE = ["accuracy", "loss", "macro.precision", "macro.recall", "macro.f1-score"]
 
 
 def flatten(data, prefix=""):
+    """{'a': {'b': 1}} -> {'a.b': 1}: the keys `dvc metrics diff` shows."""
     out = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
@@ -28,27 +29,44 @@ def change(old, new):
     return ""
 
 
-def metrics_table(current, base):
-    rows = ["| metric | this run | base | change |", "|---|---:|---:|---:|"]
-    for name in HEADLINE:
-        new, old = current.get(name), (base or {}).get(name)
-        rows.append(f"| {name} | {fmt(new)} | {fmt(old)} | {change(old, new)} |")
-    return "\n".join(rows)
-
-
-def per_class_table(current):
-    classes = sorted(
-        {key.split(".")[1] for key in current if key.startswith("per_class.")},
-        key=lambda c: list(current).index(f"per_class.{c}.precision"),
+def compared(columns, current, base):
+    """Cells 'this run | base | change' for each flattened key in `columns`."""
+    base = base or {}
+    return " | ".join(
+        f"{fmt(current.get(k))} | {fmt(base.get(k))} | {change(base.get(k), current.get(k))}" for k in columns
     )
-    rows = ["| class | precision | recall | F1 |", "|---|---:|---:|---:|"]
-    for name in classes:
-        rows.append(
-            f"| {name} | "
-            + " | ".join(fmt(current[f"per_class.{name}.{k}"]) for k in ("precision", "recall", "f1-score"))
-            + " |"
-        )
-    return "\n".join(rows)
+
+
+def table(first, names, rows):
+    """A Markdown table whose metric columns each come as this run, base, change."""
+    header = f"| {first} | " + " | ".join(f"{name} | base | change" for name in names) + " |"
+    rule = "|---|" + "---:|---:|---:|" * len(names)
+    return "\n".join([header, rule, *rows])
+
+
+def metrics_table(current, base):
+    rows = [f"| {name} | {compared([name], current, base)} |" for name in HEADLINE]
+    return table("metric", ["this run"], rows)
+
+
+def per_class_table(current, base):
+    classes = [key.split(".")[1] for key in current if key.startswith("per_class.") and key.endswith(".recall")]
+    rows = [
+        f"| {name} | {compared([f'per_class.{name}.recall', f'per_class.{name}.f1-score'], current, base)} |"
+        for name in classes
+    ]
+    return table("class", ["recall", "F1"], rows)
+
+
+def stimuli_table(current, base):
+    """Per conv layer: its filters, how many are dead, and their mean final activation."""
+    layers = [key.split(".")[1] for key in current if key.startswith("layers.") and key.endswith(".filters")]
+    rows = [
+        f"| {name} ({current[f'layers.{name}.filters']} filters) | "
+        f"{compared([f'layers.{name}.dead', f'layers.{name}.mean_activation'], current, base)} |"
+        for name in layers
+    ]
+    return table("layer", ["dead filters", "mean activation"], rows)
 
 
 def params_table(diff):
