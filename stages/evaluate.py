@@ -1,10 +1,12 @@
-"""Stage evaluate: test-set metrics, the confusion matrix and the prediction grid.
+"""Stage evaluate: test-set metrics, calibration, failure modes and explanations, with their figures.
 
 Reads the model, the prepared test set, params.yaml's `evaluate` section, `train.model`, and the
 model's test-time augmentation `tta.<model>` (the class probabilities averaged over the image and
 its mirror, and at level 2 both shifted by a pixel). Writes reports/metrics.json (accuracy, loss,
-per-class and macro precision / recall / F1 from scikit-learn), reports/eval/confusion.csv for
-DVC's confusion template, reports/figures/confusion_matrix.png and reports/figures/predictions.png.
+expected calibration error over 15 bins and NLL, per-class and macro precision / recall / F1),
+reports/eval/{confusion,reliability,per_class_accuracy}.csv for DVC's plots, and the figures:
+confusion matrix, prediction grid, reliability diagram, accuracy per class, the most confident
+mistakes, and Grad-CAM heatmaps over the prediction grid's images and over the mistakes.
 """
 
 import sys
@@ -21,31 +23,64 @@ from cifar.evaluation.params import EVALUATE, TTA_LEVEL
 
 def evaluate(settings, tta_level=0, artifacts=Artifacts()):
     # Imported here: TensorFlow, scikit-learn and matplotlib take seconds, and --help needs none of them.
-    from sklearn.metrics import confusion_matrix
-
     from cifar.evaluation.metrics import compute_metrics, confusion_rows
-    from cifar.figures.confusion import confusion_figure
-    from cifar.figures.grids import predictions_figure
     from cifar.models.saved import load_trained_model
 
     model = load_trained_model(artifacts.model)
     arrays, classes = artifacts.load_prepared()
     probabilities = tta.predict(model, arrays["x_test"], tta_level, settings["batch_size"])
-    y_true, predicted = arrays["y_test"], probabilities.argmax(axis=1)
-    metrics = compute_metrics(y_true, probabilities, classes)
+    metrics = compute_metrics(arrays["y_test"], probabilities, classes)
     write_json(artifacts.metrics, metrics)
-    write_text(artifacts.confusion_data, confusion_rows(y_true, predicted, classes))
-    matrix = confusion_matrix(y_true, predicted, labels=list(range(len(classes))))
-    save_figure(artifacts.confusion_figure, confusion_figure(matrix, classes))
-    rng = np.random.default_rng(settings["seed"])
-    scores = probabilities.max(axis=1)
-    save_figure(
-        artifacts.predictions_figure, predictions_figure(arrays["x_test"], y_true, predicted, scores, classes, rng)
-    )
+    write_text(artifacts.confusion_data, confusion_rows(arrays["y_test"], probabilities.argmax(axis=1), classes))
+    write_tables_and_figures(model, arrays, classes, probabilities, metrics, settings, artifacts)
     print(
-        f"test accuracy: {metrics['accuracy']:.4f}  loss: {metrics['loss']:.4f}  (test-time augmentation: {tta_level})"
+        f"test accuracy: {metrics['accuracy']:.4f}  loss: {metrics['loss']:.4f}  ECE: {metrics['ece']:.4f}  "
+        f"(test-time augmentation: {tta_level})"
     )
     return metrics
+
+
+def write_tables_and_figures(model, arrays, classes, probabilities, metrics, settings, artifacts):
+    from sklearn.metrics import confusion_matrix
+
+    from cifar.evaluation.calibration import reliability_bins
+    from cifar.evaluation.failures import most_confident_mistakes, per_class_accuracy
+    from cifar.evaluation.gradcam import grad_cam
+    from cifar.evaluation.metrics import csv_text
+    from cifar.figures import evaluation as figures
+    from cifar.figures.confusion import confusion_figure
+    from cifar.figures.grids import predictions_figure, random_indices
+
+    images, y_true = arrays["x_test"], arrays["y_test"]
+    predicted, scores = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    bins = reliability_bins(probabilities, y_true)
+    write_text(
+        artifacts.reliability_data,
+        csv_text(
+            ["bin", "accuracy", "confidence", "images"], [((lo + hi) / 2, a, c, n) for lo, hi, n, a, c in bins if n]
+        ),
+    )
+    accuracy = per_class_accuracy(predicted, y_true, len(classes))
+    write_text(artifacts.per_class_accuracy_data, csv_text(["class", "accuracy"], zip(classes, accuracy.round(6))))
+
+    matrix = confusion_matrix(y_true, predicted, labels=list(range(len(classes))))
+    save_figure(artifacts.confusion_figure, confusion_figure(matrix, classes))
+    shown = random_indices(len(images), np.random.default_rng(settings["seed"]))
+    save_figure(
+        artifacts.predictions_figure,
+        predictions_figure(images[shown], y_true[shown], predicted[shown], scores[shown], classes),
+    )
+    save_figure(artifacts.reliability_figure, figures.reliability_figure(bins, metrics["ece"]))
+    save_figure(artifacts.per_class_accuracy_figure, figures.per_class_accuracy_figure(accuracy, classes))
+    mistakes = most_confident_mistakes(probabilities, y_true, settings["mistakes"])
+    save_figure(
+        artifacts.mistakes_figure,
+        figures.mistakes_figure(images[mistakes], y_true[mistakes], predicted[mistakes], scores[mistakes], classes),
+    )
+    for indices, path in ((shown, artifacts.gradcam_figure), (mistakes, artifacts.gradcam_mistakes_figure)):
+        heatmaps = grad_cam(model, images[indices], predicted[indices])
+        titles = [f"{classes[predicted[i]]} ({'right' if predicted[i] == y_true[i] else 'wrong'})" for i in indices]
+        save_figure(path, figures.gradcam_figure(images[indices], heatmaps, titles))
 
 
 def main(argv=None):

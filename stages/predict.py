@@ -26,9 +26,9 @@ def classes_file(model_file):
 
 def load_classifier(model_file):
     """(model, class names); PipelineError when either is missing or unreadable."""
-    from cifar.models.saved import load_trained_model  # imports Keras: seconds
+    from cifar.export.classifiers import load_classifier as load  # imports TensorFlow: seconds
 
-    model = load_trained_model(model_file)
+    model = load(model_file)
     try:
         classes = json.loads(classes_file(model_file).read_text())
     except (OSError, ValueError) as err:
@@ -65,7 +65,7 @@ def predict(paths, model_file=MODEL_FILE, top=3):
     images, errors = read_images(paths)
     results = {}
     if images:
-        probabilities = model.predict(np.stack(list(images.values())), verbose=0)
+        probabilities = model.predict(np.stack(list(images.values())))
         results = {path: top_classes(p, classes, top) for path, p in zip(images, probabilities)}
     return results, errors
 
@@ -73,7 +73,11 @@ def predict(paths, model_file=MODEL_FILE, top=3):
 def main(argv=None):
     parser = cli.parser("stages.predict", __doc__)
     parser.add_argument("images", nargs="+", help="image files (png, jpg, ...)")
-    parser.add_argument("--model", default=str(MODEL_FILE), help="trained model (default: %(default)s)")
+    parser.add_argument(
+        "--model",
+        default=str(MODEL_FILE),
+        help="a .keras or .tflite file, or a SavedModel folder, with classes.json beside it (default: %(default)s)",
+    )
     parser.add_argument("--top", type=int, default=3, help="how many classes to show (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ import yaml
 from tests.datagen import write_cifar_archive
 from tests.dvc_repo import Repo, command_env, make_repo
 from tests.helpers import wait_for
-from tests.test_pipeline import TINY, ran_stages
+from tests.test_pipeline import STAGES, TINY, ran_stages
 from tests.test_train import assert_same_weights, weights_of
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def test_metrics_params_and_plots_diff_between_commits(repo):
     old_metrics = read_json(repo.path / "reports/metrics.json")
     old_stimuli = read_json(repo.path / "reports/stimuli.json")
     repo.set_params(seed_cnn={"learning_rate": 0.001, "epochs": 2})
-    assert ran_stages(repo.dvc("repro").stdout) == ["train", "evaluate", "visualize"]
+    assert ran_stages(repo.dvc("repro").stdout) == STAGES[STAGES.index("train") :]
     new_metrics = read_json(repo.path / "reports/metrics.json")
 
     metrics = json.loads(repo.dvc("metrics", "diff", "HEAD", "--all", "--json").stdout)

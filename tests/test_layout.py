@@ -10,7 +10,7 @@ import yaml
 from cifar.core.codegraph import PROJECT_ROOT, files_run_by, imported_names, module_file
 from tests.helpers import stage_env
 
-STAGES = ("fetch", "preprocess", "train", "evaluate", "visualize")
+STAGES = ("fetch", "preprocess", "train", "evaluate", "robustness", "export", "visualize")
 COMMANDS = (*STAGES, "predict", "report")
 
 

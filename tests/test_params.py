@@ -5,7 +5,7 @@ from cifar.core import cli
 from cifar.core.params import load_params
 from cifar.models.registry import MODEL_NAMES, MODELS, build_model, model_spec
 from cifar.training.params import TRAIN
-from stages import evaluate, fetch, preprocess, train, visualize
+from stages import evaluate, export, fetch, preprocess, robustness, train, visualize
 from tests.conftest import PROJECT, set_params
 from tests.datagen import write_cifar_archive
 
@@ -39,6 +39,8 @@ STAGE_OF = {
     "fast": train,
     "evaluate": evaluate,
     "tta": evaluate,
+    "robustness": robustness,
+    "export": export,
     "visualize": visualize,
 }
 
@@ -76,6 +78,13 @@ STAGE_OF = {
         ("visualize", {"iterations": 0}, "visualize.iterations is 0; allowed: an integer from 1 to 10000"),
         ("visualize", {"step": -1.0}, "visualize.step is -1.0; allowed: a number > 0"),
         ("visualize", {"jitter": 40}, "visualize.jitter is 40; allowed: an integer from 0 to 16"),
+        ("evaluate", {"mistakes": 0}, "evaluate.mistakes is 0; allowed: an integer from 1 to 64"),
+        ("robustness", {"contrast": [0.5, 0.4]}, "robustness.contrast is [0.5, 0.4]; allowed: a list of 5 values"),
+        ("robustness", {"jpeg_compression": [80, 65, 58, 50, 0]}, "robustness.jpeg_compression[4] is 0"),
+        ("robustness", {"gaussian_noise": [0.1, 0.1, 0.1, 0.1, "x"]}, "robustness.gaussian_noise[4] is 'x' (str)"),
+        ("robustness", {"max_images": 0}, "robustness.max_images is 0"),
+        ("export", {"representative_images": 0}, "export.representative_images is 0; allowed: an integer from 1"),
+        ("export", {"latency_runs": 2.5}, "export.latency_runs is 2.5 (float)"),
     ],
 )
 def test_bad_values_stop_the_stage_reading_them_with_one_line_naming_the_key(

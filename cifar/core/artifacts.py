@@ -90,6 +90,72 @@ class Artifacts:
     def predictions_figure(self):
         return self.root / "reports/figures/predictions.png"
 
+    @property
+    def reliability_data(self):
+        """Per confidence bin: its centre, accuracy, mean confidence and images (the reliability diagram)."""
+        return self.root / "reports/eval/reliability.csv"
+
+    @property
+    def per_class_accuracy_data(self):
+        return self.root / "reports/eval/per_class_accuracy.csv"
+
+    @property
+    def reliability_figure(self):
+        return self.root / "reports/figures/reliability.png"
+
+    @property
+    def per_class_accuracy_figure(self):
+        return self.root / "reports/figures/per_class_accuracy.png"
+
+    @property
+    def mistakes_figure(self):
+        return self.root / "reports/figures/mistakes.png"
+
+    @property
+    def gradcam_figure(self):
+        """Grad-CAM over the prediction grid's images."""
+        return self.root / "reports/figures/gradcam.png"
+
+    @property
+    def gradcam_mistakes_figure(self):
+        return self.root / "reports/figures/gradcam_mistakes.png"
+
+    # robustness
+    @property
+    def robustness_record(self):
+        return self.root / "reports/robustness.json"
+
+    @property
+    def robustness_data(self):
+        """Accuracy per severity, a column per corruption (the plot of accuracy against severity)."""
+        return self.root / "reports/robustness/accuracy.csv"
+
+    @property
+    def robustness_figure(self):
+        return self.root / "reports/figures/robustness.png"
+
+    # export
+    @property
+    def export_dir(self):
+        return self.root / "models/export"
+
+    @property
+    def saved_model(self):
+        return self.export_dir / "saved_model"
+
+    @property
+    def tflite_float(self):
+        return self.export_dir / "model.tflite"
+
+    @property
+    def tflite_int8(self):
+        return self.export_dir / "model_int8.tflite"
+
+    @property
+    def export_record(self):
+        """Each format's test accuracy, file size and single-image latency."""
+        return self.root / "reports/export.json"
+
     # visualize
     @property
     def stimuli_dir(self):

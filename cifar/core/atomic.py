@@ -8,6 +8,7 @@ import contextlib
 import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -79,3 +80,26 @@ def save_figure(path, fig):
             fig.savefig(tmp, dpi=100, bbox_inches="tight")
     finally:
         plt.close(fig)
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yield a temporary folder beside `path`; on success it replaces `path` whole (the old one goes first).
+
+    A crash leaves the old folder or none under the real name, never a half-written one; the
+    temporary folder of a killed writer is removed by the next write of the same output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}.tmp-"
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise PipelineError(f"cannot write {path}: {err.strerror or err}") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

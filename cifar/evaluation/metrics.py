@@ -6,6 +6,8 @@ import io
 
 from sklearn.metrics import accuracy_score, classification_report, log_loss
 
+from cifar.evaluation.calibration import expected_calibration_error, negative_log_likelihood
+
 
 def compute_metrics(y_true, probabilities, classes):
     """Accuracy, cross-entropy loss and per-class / macro precision, recall and F1."""
@@ -17,6 +19,9 @@ def compute_metrics(y_true, probabilities, classes):
     metrics = {
         "accuracy": round(float(accuracy_score(y_true, predicted)), 6),
         "loss": round(float(log_loss(y_true, probabilities, labels=labels)), 6),
+        # calibration (cifar/evaluation/calibration.py): expected calibration error (0: perfect) and NLL
+        "ece": round(float(expected_calibration_error(probabilities, y_true)), 6),
+        "nll": round(negative_log_likelihood(probabilities, y_true), 6),
         "macro": {k: round(float(report["macro avg"][k]), 6) for k in ("precision", "recall", "f1-score")},
         "per_class": {
             name: {k: round(float(report[name][k]), 6) for k in ("precision", "recall", "f1-score")} for name in classes
@@ -31,4 +36,12 @@ def confusion_rows(y_true, predicted, classes):
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["actual", "predicted"])
     writer.writerows((classes[t], classes[p]) for t, p in zip(y_true, predicted))
+    return out.getvalue()
+
+
+def csv_text(header, rows):
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
     return out.getvalue()

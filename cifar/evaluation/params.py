@@ -5,6 +5,7 @@ from cifar.core.params import Rule, non_negative_int, positive_int
 EVALUATE = {
     "batch_size": positive_int(),
     "seed": non_negative_int(),
+    "mistakes": positive_int("an integer from 1 to 64", maximum=64),
 }
 
 # tta.<model>: the test-time augmentation of each model

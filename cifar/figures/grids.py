@@ -21,14 +21,20 @@ def image_grid(images, titles, cols=GRID_COLS, tile_height=2.5):
     return fig
 
 
-def samples_figure(images, labels, classes, rng, count=GRID_COLS * GRID_ROWS):
+def random_indices(total, rng, count=GRID_COLS * GRID_ROWS):
+    """Which of `total` images a grid shows: `count` of them, drawn without replacement."""
+    return rng.choice(total, size=min(count, total), replace=False)
+
+
+def samples_figure(images, labels, classes, rng):
     """Random training images titled with their class."""
-    index = rng.choice(len(images), size=min(count, len(images)), replace=False)
+    index = random_indices(len(images), rng)
     return image_grid(images[index], [classes[labels[i]] for i in index])
 
 
-def predictions_figure(images, true_labels, predicted, scores, classes, rng, count=GRID_COLS * GRID_ROWS):
-    """Random test images titled with predicted class, its score and the true class."""
-    index = rng.choice(len(images), size=min(count, len(images)), replace=False)
-    titles = [f"pred: {classes[predicted[i]]}\nscore: {scores[i]:.3}\ntrue: {classes[true_labels[i]]}" for i in index]
-    return image_grid(images[index], titles, tile_height=3)
+def predictions_figure(images, true_labels, predicted, scores, classes):
+    """Test images titled with predicted class, its score and the true class."""
+    titles = [
+        f"pred: {classes[p]}\nscore: {s:.3}\ntrue: {classes[t]}" for t, p, s in zip(true_labels, predicted, scores)
+    ]
+    return image_grid(images, titles, tile_height=3)

@@ -13,7 +13,15 @@ from cifar.core.atomic import save_figure, write_text
 from cifar.core.errors import PipelineError
 from cifar.reporting.plots_page import write_plots_html
 from cifar.reporting.revisions import dvc, git_show, revision_exists, short_hash
-from cifar.reporting.tables import flatten, metrics_table, params_table, per_class_table, stimuli_table
+from cifar.reporting.tables import (
+    export_table,
+    flatten,
+    metrics_table,
+    params_table,
+    per_class_table,
+    robustness_table,
+    stimuli_table,
+)
 
 HISTORY_KEYS = ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv")
 
@@ -34,6 +42,8 @@ def base_results(base, artifacts):
     return {
         "metrics": read_json_at(base, artifacts.metrics),
         "stimuli": read_json_at(base, artifacts.stimuli_record),
+        "robustness": read_json_at(base, artifacts.robustness_record),
+        "export": read_json_at(base, artifacts.export_record),
         "params": json.loads(dvc("params", "diff", base, "--json") or "{}"),
         "history": {
             key: read_history(text)
@@ -63,7 +73,7 @@ def build_report(base="main", artifacts=Artifacts()):
         raise PipelineError(f"{artifacts.metrics}: not found; run `dvc repro` first")
     current = flatten(json.loads(artifacts.metrics.read_text()))
     has_base = bool(base) and revision_exists(base)
-    empty = {"metrics": None, "stimuli": None, "params": {}, "history": {}}
+    empty = {"metrics": None, "stimuli": None, "robustness": None, "export": None, "params": {}, "history": {}}
     results = base_results(base, artifacts) if has_base else empty
     history = {
         key: read_history((artifacts.history_dir / key).read_text())
@@ -76,7 +86,8 @@ def build_report(base="main", artifacts=Artifacts()):
     def image(title, path):
         return f"![{title}]({path.relative_to(artifacts.root / 'reports').as_posix()})" if path.exists() else ""
 
-    stimuli = json.loads(artifacts.stimuli_record.read_text()) if artifacts.stimuli_record.is_file() else {}
+    stimuli = read_if_there(artifacts.stimuli_record)
+    robustness, exported = read_if_there(artifacts.robustness_record), read_if_there(artifacts.export_record)
     lines = ["# CIFAR pipeline report", "", base_sentence(base, has_base, results), ""]
     lines += ["## Test metrics", "", metrics_table(current, results["metrics"]), ""]
     if has_base:
@@ -85,6 +96,20 @@ def build_report(base="main", artifacts=Artifacts()):
     lines += ["## Training curves", "", image("training curves", artifacts.curves_figure), ""]
     lines += ["## Confusion matrix", "", image("confusion matrix", artifacts.confusion_figure), ""]
     lines += ["## Predictions", "", image("predictions", artifacts.predictions_figure), ""]
+    lines += ["## Calibration", "", "Expected calibration error (15 bins) and NLL are in the test metrics above.", ""]
+    lines += [image("reliability diagram", artifacts.reliability_figure), ""]
+    lines += ["## Failure modes", "", image("accuracy per class", artifacts.per_class_accuracy_figure), ""]
+    lines += ["The most confident mistakes:", "", image("mistakes", artifacts.mistakes_figure), ""]
+    lines += ["## Grad-CAM", "", "Where the evidence for the predicted class lies, over the prediction grid:", ""]
+    lines += [image("Grad-CAM", artifacts.gradcam_figure), "", "and over the mistakes:", ""]
+    lines += [image("Grad-CAM of the mistakes", artifacts.gradcam_mistakes_figure), ""]
+    if robustness:
+        lines += ["## Robustness: accuracy under common corruptions", ""]
+        lines += [robustness_table(flatten(robustness), results["robustness"]), ""]
+        lines += [image("accuracy against severity", artifacts.robustness_figure), ""]
+    if exported:
+        lines += ["## Exported models", "", f"Latency measured on: {exported.get('cpu', 'unknown CPU')}.", ""]
+        lines += [export_table(flatten(exported), results["export"]), ""]
     if stimuli:
         lines += ["## Maximum stimuli", "", stimuli_table(flatten(stimuli), results["stimuli"]), ""]
         for name in [*stimuli.get("layers", {}), "classes"]:
@@ -93,3 +118,7 @@ def build_report(base="main", artifacts=Artifacts()):
     lines += ["Interactive plots (both runs on one chart): `reports/plots/index.html`.", ""]
     write_text(artifacts.report, "\n".join(lines))
     return artifacts.report
+
+
+def read_if_there(path):
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,6 +1,7 @@
 """Markdown tables of the report. Every table of metrics shows this run, the base and the change."""
 
-HEADLINE = ["accuracy", "loss", "macro.precision", "macro.recall", "macro.f1-score"]
+HEADLINE = ["accuracy", "loss", "ece", "nll", "macro.precision", "macro.recall", "macro.f1-score"]
+EXPORT_FORMATS = ("keras", "saved_model", "tflite_float32", "tflite_int8")
 
 
 def flatten(data, prefix=""):
@@ -67,6 +68,28 @@ def stimuli_table(current, base):
         for name in layers
     ]
     return table("layer", ["dead filters", "mean activation"], rows)
+
+
+def robustness_table(current, base):
+    """Each corruption's mean accuracy over the severities, and the mean of all of them."""
+    rows = [f"| no corruption | {compared(['clean_accuracy'], current, base)} |"]
+    rows += [
+        f"| {key.split('.')[1].replace('_', ' ')} | {compared([key], current, base)} |"
+        for key in current
+        if key.startswith("corruptions.") and key.endswith(".mean")
+    ]
+    rows.append(f"| **mean of all, every severity** | {compared(['mean_corruption_accuracy'], current, base)} |")
+    return table("corruption", ["accuracy"], rows)
+
+
+def export_table(current, base):
+    keys = ("accuracy", "agreement_with_keras", "size_mb", "latency_ms")
+    rows = [
+        f"| {name} | {compared([f'{name}.{key}' for key in keys], current, base)} |"
+        for name in EXPORT_FORMATS
+        if f"{name}.accuracy" in current
+    ]
+    return table("format", ["test accuracy", "agrees with Keras", "size (MB)", "latency (ms, 1 image)"], rows)
 
 
 def params_table(diff):
