@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -214,10 +215,14 @@ def test_fetch_killed_mid_download_then_rerun_completes(tmp_path):
             stderr=subprocess.DEVNULL,
         )
         assert handler.stalled.wait(120), "the download never started"
+        partial = tmp_path / "keras_home/datasets/cifar-10-python.tar.gz"
+        # the server has sent its third; the client opens its file once it has read the headers
+        deadline = time.monotonic() + 60
+        while not partial.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait()
         handler.release.set()
-        partial = tmp_path / "keras_home/datasets/cifar-10-python.tar.gz"
         # killed mid-download: the download had begun its file in the cache (its bytes may not be flushed yet)
         assert partial.stat().st_size < len(handler.payload)
         assert not (tmp_path / "data/raw").exists()
