@@ -323,12 +323,9 @@ def check_report(repo, tmp_path, old, new, url):
     assert "| seed_cnn.learning_rate | 0.0050 | 0.0010 |" in report
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert len(images) >= 9 and all((repo.path / "reports" / path).is_file() for path in images)
-    headers = [
-        line
-        for line in report.splitlines()
-        if line.startswith("| metric |") or line.startswith("| class |") or line.startswith("| layer |")
-    ]
-    assert len(headers) == 3
+    tables = ("| metric |", "| class |", "| layer |", "| corruption |", "| format |")
+    headers = [line for line in report.splitlines() if line.startswith(tables)]
+    assert sorted(header.split("|")[1].strip() for header in headers) == sorted(t.strip("| ") for t in tables)
     for header in headers:  # every table of metrics: this run, the base and the change, for each metric
         cells = [cell.strip() for cell in header.strip("|").split("|")][1:]
         assert cells[1::3] == ["base"] * (len(cells) // 3) and cells[2::3] == ["change"] * (len(cells) // 3)
@@ -337,7 +334,8 @@ def check_report(repo, tmp_path, old, new, url):
     dom = draw(render_as_a_code_host(report, repo.path / "reports/report.html"), tmp_path / "chromium")
     assert_every_image_draws(dom, len(images))
     changes = re.findall(r"<th[^>]*>change</th>", dom)  # the params table has a base column, no change
-    assert len(re.findall(r"<th[^>]*>base</th>", dom)) == len(changes) + 1 and len(changes) == 1 + 2 + 2
+    # metrics 1 column, classes 2 (recall, F1), layers 2, corruptions 1, export formats 4
+    assert len(re.findall(r"<th[^>]*>base</th>", dom)) == len(changes) + 1 and len(changes) == 1 + 2 + 2 + 1 + 4
     # As the pull-request comment shows it: away from the repository, every image from its uploaded URL.
     published = (repo.path / "reports/report.published.md").read_text()
     assert f"]({url}/" in published and not re.search(rf"\]\((?!{re.escape(url)})", published)
@@ -349,8 +347,10 @@ def check_report(repo, tmp_path, old, new, url):
 
     page = repo.path / "reports/plots/index.html"
     assert "cdn.jsdelivr" not in page.read_text()  # Vega is inlined: the page draws offline
-    # vega-embed draws each chart into an element of class "marks": loss, accuracy, learning rate, confusion.
-    assert draw(page, tmp_path / "chromium").count('class="marks"') == 4
+    # vega-embed draws each chart into an element of class "marks": one per data plot of dvc.yaml (loss,
+    # accuracy, learning rate, confusion, reliability, accuracy per class, corruptions); images are <img>.
+    charts = [plot for plot in yaml.safe_load((repo.path / "dvc.yaml").read_text())["plots"] if isinstance(plot, dict)]
+    assert len(charts) == 7 and draw(page, tmp_path / "chromium").count('class="marks"') == len(charts)
 
 
 def test_report_against_a_base_without_results_says_so_and_shows_this_run(repo):
