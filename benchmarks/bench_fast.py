@@ -1,6 +1,6 @@
 """The fast model's whole pipeline, stage by stage, and one training epoch of each model.
 
-    python -m benchmarks.bench_fast --source ../shared/data/cifar10-jpeg.tar.gz [--set fast.epochs=10 ...]
+    python -m benchmarks.bench_fast --source path/to/cifar-10-python.tar.gz [--set fast.epochs=10 ...]
         [--json benchmarks/results/fast.json]
 
 In a scratch git + DVC repository holding the committed project, with train.model

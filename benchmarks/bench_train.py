@@ -5,10 +5,11 @@ per-epoch stateless shuffle, tf.data with prefetch, deterministic ops) under the
 stage's TensorFlow settings (oneDNN on, see cifar/__init__.py). Baseline: the
 tutorial's way, plain `model.fit` on float32 NumPy arrays normalised beforehand,
 under TensorFlow's default settings; and, to show where the gain comes from, the
-same with our oneDNN setting. Each runs in its own process (TensorFlow reads the
-setting once, at import), on the same random data, after a warm-up epoch.
+same with our oneDNN setting. Each sample runs in its own process (TensorFlow reads the
+setting once, at import), on the same random data, after a warm-up epoch; the sides take
+turns, three rounds by default, and the row compares their medians (benchmarks/interleave.py).
 
-    python -m benchmarks.bench_train [--images 6400] [--epochs 2] [--batch-size 32] [--json out.json]
+    python -m benchmarks.bench_train [--images 6400] [--epochs 2] [--batch-size 32] [--repeats 3] [--json out.json]
 """
 
 import argparse
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks.interleave import MIN_REPEATS, interleaved, ratio
 
 PROJECT = Path(__file__).resolve().parents[1]
 # An empty value makes TensorFlow fall back to its own default (it warns that it did).
@@ -101,29 +104,46 @@ def in_subprocess(part, count, epochs, batch_size, onednn=None):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run(count=6400, epochs=2, batch_size=32, same_settings=True):
-    """Ours vs the tutorial's way at TensorFlow's defaults (and, if `same_settings`, at ours)."""
-    ours = in_subprocess("ours", count, epochs, batch_size)
-    baseline = in_subprocess("baseline", count, epochs, batch_size, onednn=TF_DEFAULT_ONEDNN)
+def run(count=6400, epochs=2, batch_size=32, same_settings=True, repeats=MIN_REPEATS, progress=print):
+    """Ours vs the tutorial's way at TensorFlow's defaults (and, if `same_settings`, at ours), interleaved."""
+    sides = {
+        "ours": lambda: in_subprocess("ours", count, epochs, batch_size),
+        "baseline": lambda: in_subprocess("baseline", count, epochs, batch_size, onednn=TF_DEFAULT_ONEDNN),
+    }
+    if same_settings:
+        sides["baseline_with_our_settings"] = lambda: in_subprocess("baseline", count, epochs, batch_size)
+    settings = {}
+
+    def images_per_s(name, measure):
+        def sample():
+            result = measure()
+            settings[name] = result["settings"]
+            return result["images_per_s"]
+
+        return sample
+
+    progress(f"train throughput, batch {batch_size}, {count} images x {epochs} epochs, {repeats} rounds:")
+    summaries = interleaved({name: images_per_s(name, m) for name, m in sides.items()}, repeats, progress)
     row = {
         "benchmark": "train_throughput",
         "batch_size": batch_size,
         "images": count,
-        "ours_images_per_s": ours["images_per_s"],
-        "baseline_images_per_s": baseline["images_per_s"],
-        "ratio": round(ours["images_per_s"] / baseline["images_per_s"], 2),
-        "settings": {"ours": ours["settings"], "baseline": baseline["settings"]},
+        "images_per_s": summaries,
+        "ours_images_per_s": summaries["ours"]["median"],
+        "baseline_images_per_s": summaries["baseline"]["median"],
+        "ratio": ratio(summaries["ours"], summaries["baseline"], "higher"),
+        "settings": settings,
     }
     print(
-        f"train throughput (batch {batch_size}): ours {row['ours_images_per_s']:.0f} img/s; plain model.fit float32 "
-        f"{row['baseline_images_per_s']:.0f} img/s at TensorFlow's defaults (ratio {row['ratio']:.2f}x)"
+        f"train throughput (batch {batch_size}), medians of {repeats}: ours {row['ours_images_per_s']:.0f} img/s "
+        f"(spread {summaries['ours']['spread']:.0%}); plain model.fit float32 {row['baseline_images_per_s']:.0f} "
+        f"img/s at TensorFlow's defaults (spread {summaries['baseline']['spread']:.0%}); ratio {row['ratio']:.2f}x"
     )
     if same_settings:
-        same = in_subprocess("baseline", count, epochs, batch_size)["images_per_s"]
-        row["baseline_with_our_settings_images_per_s"] = same
-        row["ratio_at_same_settings"] = round(ours["images_per_s"] / same, 2)
+        same = summaries["baseline_with_our_settings"]
+        row["ratio_at_same_settings"] = ratio(summaries["ours"], same, "higher")
         print(
-            f"  plain model.fit float32 with our oneDNN setting: {same:.0f} img/s "
+            f"  plain model.fit float32 with our oneDNN setting: {same['median']:.0f} img/s "
             f"(ratio {row['ratio_at_same_settings']:.2f}x)"
         )
     return row
@@ -134,6 +154,7 @@ def main():
     parser.add_argument("--images", type=int, default=6400)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=MIN_REPEATS, help="rounds of the interleaved sides")
     parser.add_argument("--part", choices=["ours", "baseline"], help=argparse.SUPPRESS)  # one subprocess's share
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
@@ -142,7 +163,7 @@ def main():
 
         print(json.dumps(measure(args.part, args.images, args.epochs, args.batch_size)))
         return
-    row = run(args.images, args.epochs, args.batch_size)
+    row = run(args.images, args.epochs, args.batch_size, repeats=args.repeats)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(row, indent=2) + "\n")

@@ -4,14 +4,13 @@ The tutorial builds one backend graph per filter (K.function) and runs its 20
 steps on a single image, filter after filter. The baseline here does the same
 with current APIs: a new tf.function traced per filter, called once per step.
 Ours optimises every filter of every layer in one compiled function, a batch per layer.
-Both run in this process on the same model; the ratio is baseline / ours.
+Both run in this process on the same model, taking turns; the ratio is of the medians.
 
-    python -m benchmarks.bench_visualize [--model models/model.keras] [--json out.json]
+    python -m benchmarks.bench_visualize [--model models/model.keras] [--repeats 3] [--json out.json]
 """
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import cifar  # noqa: F401  (first: sets TensorFlow's environment before it loads)
@@ -21,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.interleave import MIN_REPEATS, interleaved, ratio, seconds
 from benchmarks.settings import settings
 from cifar.core.runtime import configure_tensorflow
 from cifar.models.registry import build_model
@@ -46,38 +46,46 @@ def tutorial_stimulus(submodel, filter_index, iterations, step, rng):
     return image[0], float(loss)
 
 
-def run(model, iterations=20, step=1.0, seed=0, max_filters=None):
-    """Both methods on every filter of every conv layer (the first `max_filters` of each, if given)."""
+def run(model, iterations=20, step=1.0, seed=0, max_filters=None, repeats=MIN_REPEATS, progress=print):
+    """Both methods on every filter of every conv layer (the first `max_filters` of each, if given),
+    taking turns for `repeats` rounds; the ratio is of the medians."""
     image = stimuli.normalized_input(model)
     layers = stimuli.conv_activation_layers(model)
     submodels = [keras.Model(image, layer.output) for layer in layers]
     counts = [min(layer.output.shape[-1], max_filters or layer.output.shape[-1]) for layer in layers]
 
-    rng = np.random.default_rng(seed)
-    start = time.perf_counter()
-    starts = [stimuli.starting_noise(count, rng, stimuli.CONV_NOISE_SCALE) for count in counts]
-    stimuli.maximum_stimuli(submodels, starts, iterations, step, seed=seed)
-    ours = time.perf_counter() - start
-    print(f"ours: all {sum(counts)} filters of {len(layers)} layers in one compiled loop  {ours:7.2f}s", flush=True)
+    def ours():
+        # as the stage runs it: a fresh compiled loop each time, its tracing included
+        rng = np.random.default_rng(seed)
+        starts = [stimuli.starting_noise(count, rng, stimuli.CONV_NOISE_SCALE) for count in counts]
+        stimuli.maximum_stimuli(submodels, starts, iterations, step, seed=seed)
 
-    rng = np.random.default_rng(seed)
-    rows = []
-    for layer, submodel, count in zip(layers, submodels, counts):
-        start = time.perf_counter()
-        for index in range(count):
-            tutorial_stimulus(submodel, index, iterations, step, rng)
-        rows.append({"layer": layer.name, "filters": count, "tutorial_s": round(time.perf_counter() - start, 3)})
-        print(f"tutorial: {layer.name:16s} {count:4d} filters  {rows[-1]['tutorial_s']:7.2f}s", flush=True)
-    baseline = sum(row["tutorial_s"] for row in rows)
-    total = {"filters": sum(counts), "ours_s": round(ours, 2), "tutorial_s": round(baseline, 2)}
-    total["ratio"] = round(baseline / ours, 1)
-    print(f"all {total['filters']} filters: ours {ours:.2f}s  tutorial {baseline:.2f}s  ratio {total['ratio']}x")
-    return {"benchmark": "visualize", "layers": rows, "total": total, "settings": settings()}
+    def tutorial():
+        rng = np.random.default_rng(seed)
+        for submodel, count in zip(submodels, counts):
+            for index in range(count):
+                tutorial_stimulus(submodel, index, iterations, step, rng)
+
+    progress(f"stimuli of {sum(counts)} filters in {len(layers)} layers, {repeats} rounds:")
+    summaries = interleaved({"ours": seconds(ours), "tutorial": seconds(tutorial)}, repeats, progress)
+    total = {
+        "filters": sum(counts),
+        "ours_s": summaries["ours"]["median"],
+        "tutorial_s": summaries["tutorial"]["median"],
+        "ratio": ratio(summaries["ours"], summaries["tutorial"], "lower"),
+    }
+    print(
+        f"all {total['filters']} filters, medians of {repeats}: ours {total['ours_s']:.2f}s "
+        f"(spread {summaries['ours']['spread']:.0%})  tutorial {total['tutorial_s']:.2f}s "
+        f"(spread {summaries['tutorial']['spread']:.0%})  ratio {total['ratio']}x"
+    )
+    return {"benchmark": "visualize", "seconds": summaries, "total": total, "settings": settings()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/model.keras", help="trained model (an untrained seed_cnn if absent)")
+    parser.add_argument("--repeats", type=int, default=MIN_REPEATS, help="rounds of the interleaved sides")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     configure_tensorflow()  # as the stage does
@@ -86,7 +94,7 @@ def main():
     else:
         print(f"{args.model} not found: timing an untrained seed_cnn (same cost)")
         model = build_model("seed_cnn", 10, recipe=None)
-    result = run(model)
+    result = run(model, repeats=args.repeats)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

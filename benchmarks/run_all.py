@@ -1,18 +1,22 @@
 """Run every benchmark on real data, print one table, write it as JSON.
 
-    python -m benchmarks.run_all --source ../shared/data/cifar10-jpeg.tar.gz [--json benchmarks/results/all.json]
+    python -m benchmarks.run_all --source path/to/cifar-10-python.tar.gz [--repeats 3] [--seeds 42 43]
+        [--json benchmarks/results/all.json]
 
 It copies the project (its committed files) into a scratch git + DVC repository whose
 fetch.source is `--source`, runs the whole default pipeline there with `dvc repro`,
-and then pairs each figure with a baseline measured in the same run on this machine
-(ratio = how many times better ours is):
+and then pairs each figure with a baseline measured in the same run on this machine.
+Within a row the sides take turns (A B A B ..., `--repeats` rounds, 3 by default); the
+row gives each side's median and spread and the ratio of the medians (how many times
+better ours is), and the JSON every sample, the CPU and TensorFlow's settings:
   1. training throughput at batch 32: the train stage's loop vs plain model.fit on float32 arrays
-  2. time to the tutorial recipe's final test accuracy: the quick recipe vs the tutorial's
-  3. preprocess of all images: the stage vs a plain single-process decode; peak RSS of preprocess and train
+  2. time to the tutorial recipe's final test accuracy: the quick recipe vs the tutorial's,
+     one pair of whole trainings per seed (the first tutorial run is row 6's)
+  3. preprocess of all images: the stage vs a plain single-process decode; the stage's peak RSS
   4. maximum stimuli of every conv filter: the visualize stage's method vs the tutorial's
   5. `dvc status` and a no-op `dvc repro` vs DVC's start-up (`dvc version`)
-  6. the whole default `dvc repro` from scratch (fetch to visualize)
-It takes about as long as two trainings (about 30 minutes on a 2-core CPU).
+  6. the whole default `dvc repro` from scratch (fetch to visualize): one run
+It takes about as long as four trainings (about an hour on a 2-core CPU).
 `--smoke` runs every row on a small subset for one epoch: it checks the command, not the speed.
 """
 
@@ -20,17 +24,19 @@ import argparse
 import io
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 from benchmarks import bench_time_to_accuracy, bench_train, bench_visualize
+from benchmarks.interleave import MIN_REPEATS, interleaved, ratio, seconds
 from benchmarks.workspace import PROJECT, run_stage, scratch_workspace, set_params, timed
 from cifar.training.precision import describe_cpu
 
@@ -81,136 +87,171 @@ def dvc_env():
 
 
 def row(name, ours, baseline, unit, better="lower", **extra):
-    ratio = baseline / ours if better == "lower" else ours / baseline
+    """A table row from two sides' summaries (benchmarks/interleave.py): medians, spreads, ratio of medians."""
     return {
         "row": name,
-        "ours": round(ours, 3),
-        "baseline": round(baseline, 3),
+        "ours": ours["median"],
+        "baseline": baseline["median"],
         "unit": unit,
-        "ratio": round(ratio, 2),
+        "ratio": ratio(ours, baseline, better),
+        "ours_spread": ours["spread"],
+        "baseline_spread": baseline["spread"],
+        "samples": {"ours": ours["samples"], "baseline": baseline["samples"]},
         **extra,
     }
 
 
-# --smoke: every row on a subset, one epoch each.
+# --smoke: every row on a subset, one epoch each, one round.
 SMOKE_PREPROCESS = {"max_train_images": 500, "max_test_images": 200}
 SMOKE_TRAIN = {"epochs": 1}
 SMOKE_THROUGHPUT = {"count": 320, "epochs": 1, "same_settings": False}
 SMOKE_STIMULI = {"max_filters": 2}
 
 
-def run(source, smoke=False, progress=print):
+def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.SEEDS, progress=print):
+    """Every row; each with sides taking turns `repeats` rounds, but rows 2 and 6 (whole trainings):
+    row 2 one tutorial/quick pair per seed, row 6 one dvc repro from scratch."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         scratch_repository(source, root, smoke)
         progress("6. dvc repro from scratch, default params ...")
         repro_s, repro_rss, _ = timed(dvc_command("repro"), root, dvc_env(), show_output=True)
+        default_seed = yaml.safe_load((root / "params.yaml").read_text())["train"]["seed"]
+        tutorial = bench_time_to_accuracy.history(root)  # the repro trained the tutorial's recipe
 
-        repeats = 1 if smoke else 3  # the median of three
-        startup = min(timed(dvc_command("version"), root, dvc_env())[0] for _ in range(repeats))
-        status_s = sorted(timed(dvc_command("status"), root, dvc_env())[0] for _ in range(repeats))[repeats // 2]
-        noop_s = sorted(timed(dvc_command("repro"), root, dvc_env())[0] for _ in range(repeats))[repeats // 2]
+        def dvc_seconds(*args):
+            return lambda: timed(dvc_command(*args), root, dvc_env())[0]
+
+        progress("5. dvc status and a no-op dvc repro against dvc version ...")
+        dvc = interleaved(
+            {"version": dvc_seconds("version"), "status": dvc_seconds("status"), "noop": dvc_seconds("repro")},
+            repeats,
+            progress,
+        )
 
         progress("3. preprocess ...")
-        preprocess_s, preprocess_rss = run_stage("preprocess", root)
-        start = time.perf_counter()
-        plain_decode(root / "data/raw/dataset")
-        plain_s = time.perf_counter() - start
+        peaks = []
+
+        def preprocess_stage():
+            wall, peak = run_stage("preprocess", root)
+            peaks.append(peak)
+            return wall
+
+        preprocess = interleaved(
+            {"ours": preprocess_stage, "baseline": seconds(lambda: plain_decode(root / "data/raw/dataset"))},
+            repeats,
+            progress,
+        )
 
         progress("4. stimuli ...")
         import keras
 
         model = keras.models.load_model(root / "models/model.keras")
-        stimuli = bench_visualize.run(model, **(SMOKE_STIMULI if smoke else {}))["total"]
+        stimuli = bench_visualize.run(model, repeats=repeats, **(SMOKE_STIMULI if smoke else {}))
 
-        progress("2. the quick recipe ...")
-        tutorial = bench_time_to_accuracy.history(root)
-        set_params(root, "seed_cnn", {**bench_time_to_accuracy.QUICK_RECIPE, **(SMOKE_TRAIN if smoke else {})})
-        _, train_rss = run_stage("train", root, show_output=True)
-        quick = bench_time_to_accuracy.history(root)
+        progress("2. the quick recipe against the tutorial's, one pair per seed ...")
+        quick = {**bench_time_to_accuracy.QUICK_RECIPE, **(SMOKE_TRAIN if smoke else {})}
+        speedup = bench_time_to_accuracy.summarise(
+            bench_time_to_accuracy.compare_seeds(root, quick, seeds, done={default_seed: tutorial}, progress=progress)
+        )
 
     progress("1. training throughput ...")
-    throughput = bench_train.run(**(SMOKE_THROUGHPUT if smoke else {}))
+    throughput = bench_train.run(**(SMOKE_THROUGHPUT if smoke else {}), repeats=repeats)
+    summaries = throughput["images_per_s"]
     rows.append(
         row(
             "1. train throughput, batch 32 (ours: stage loop; baseline: model.fit float32, TF defaults)",
-            throughput["ours_images_per_s"],
-            throughput["baseline_images_per_s"],
+            summaries["ours"],
+            summaries["baseline"],
             "images/s",
             better="higher",
             same_settings_ratio=throughput.get("ratio_at_same_settings"),
         )
     )
-    speedup = bench_time_to_accuracy.compare(tutorial, quick)
-    time_row = {
-        "target_accuracy": speedup["target_accuracy"],
-        "tutorial_epoch": speedup["tutorial"]["epoch"],
-        "quick_best_accuracy": round(max(speedup["quick"]["accuracy"]), 4),
-        "quick_epoch": speedup["quick"]["epoch"],
-    }
-    if speedup["ratio"] is None:  # never reached: the ratio is at most the time the quick recipe ran
-        rows.append(
-            {
-                "row": "2. time to the tutorial's final accuracy: quick recipe did not reach it",
-                "ours": round(speedup["quick"]["elapsed_s"], 1),
-                "baseline": speedup["tutorial"]["seconds"],
-                "unit": "s",
-                **time_row,
-            }
-        )
-    else:
-        rows.append(
-            row(
-                f"2. time to {speedup['target_accuracy']:.4f} test accuracy "
-                "(ours: quick recipe; baseline: tutorial recipe)",
-                speedup["quick"]["seconds"],
-                speedup["tutorial"]["seconds"],
-                "s",
-                **time_row,
-            )
-        )
+    rows.append(time_to_accuracy_row(speedup))
     rows.append(
         row(
             "3. preprocess all images (ours: stage; baseline: streamed tar + Pillow, 1 process)",
-            preprocess_s,
-            plain_s,
+            preprocess["ours"],
+            preprocess["baseline"],
             "s",
-            peak_rss_mb=round(preprocess_rss),
+            peak_rss_mb=round(max(peaks)),
         )
-    )
-    rows.append(
-        {"row": "3b. peak RSS of the train stage (quick recipe, all images)", "ours": round(train_rss), "unit": "MB"}
     )
     rows.append(
         row(
             "4. stimuli of all conv filters (ours: one compiled loop; baseline: the tutorial's)",
-            stimuli["ours_s"],
-            stimuli["tutorial_s"],
+            stimuli["seconds"]["ours"],
+            stimuli["seconds"]["tutorial"],
             "s",
-            filters=stimuli["filters"],
+            filters=stimuli["total"]["filters"],
         )
     )
-    rows.append(row("5a. dvc status (baseline: dvc version)", status_s, startup, "s"))
-    rows.append(row("5b. dvc repro, nothing changed (baseline: dvc version)", noop_s, startup, "s"))
+    rows.append(row("5a. dvc status (baseline: dvc version)", dvc["status"], dvc["version"], "s"))
+    rows.append(row("5b. dvc repro, nothing changed (baseline: dvc version)", dvc["noop"], dvc["version"], "s"))
     rows.append(
         {
-            "row": "6. dvc repro from scratch, default params (fetch to visualize)",
+            "row": "6. dvc repro from scratch, default params (fetch to visualize; one run)",
             "ours": round(repro_s, 1),
             "unit": "s",
             "peak_rss_mb": round(repro_rss),
         }
     )
-    return rows, {"train": throughput["settings"]}
+    return rows, {"train": throughput["settings"], "stimuli": stimuli["settings"], "repeats": repeats}
+
+
+def time_to_accuracy_row(speedup):
+    """Row 2: the median over seeds of tutorial time / quick time to the tutorial's final accuracy."""
+    seeds = speedup["seeds"]
+    quick_s = [result["quick"]["seconds"] or result["quick"]["elapsed_s"] for result in seeds.values()]
+    tutorial_s = [result["tutorial"]["seconds"] for result in seeds.values()]
+    extra = {
+        "seeds": {
+            seed: {
+                "target_accuracy": result["target_accuracy"],
+                "tutorial_s": result["tutorial"]["seconds"],
+                "quick_s": result["quick"]["seconds"],
+                "quick_best_accuracy": round(max(result["quick"]["accuracy"]), 4),
+                "ratio": result["ratio"],
+            }
+            for seed, result in seeds.items()
+        }
+    }
+    if not speedup["all_seeds_reached"]:  # the quick recipe's whole run, where it never got there
+        return {
+            "row": "2. time to the tutorial's final accuracy: the quick recipe did not reach it for every seed",
+            "ours": statistics.median(quick_s),
+            "baseline": statistics.median(tutorial_s),
+            "unit": "s",
+            **extra,
+        }
+    return {
+        "row": "2. time to the tutorial's final test accuracy (ours: quick recipe; baseline: tutorial recipe)",
+        "ours": statistics.median(quick_s),
+        "baseline": statistics.median(tutorial_s),
+        "unit": "s",
+        "ratio": speedup["ratio"],
+        **extra,
+    }
 
 
 def print_table(rows):
+    """Medians, with each side's spread ((max - min) / median) where it has several samples."""
     print(f"\nCPU: {describe_cpu()}")
-    print(f"{'benchmark':100s} {'ours':>10s} {'baseline':>10s} {'unit':>9s} {'ratio':>7s}")
+    print(
+        f"{'benchmark':100s} {'ours':>10s} {'spread':>7s} {'baseline':>10s} {'spread':>7s} {'unit':>9s} {'ratio':>7s}"
+    )
     for r in rows:
         baseline = f"{r['baseline']:10.2f}" if "baseline" in r else f"{'':10s}"
-        ratio = f"{r['ratio']:6.2f}x" if "ratio" in r else ""
-        print(f"{r['row']:100s} {r['ours']:10.2f} {baseline} {r['unit']:>9s} {ratio:>7s}")
+        spreads = [
+            f"{r[key]:6.0%}" if r.get(key) is not None else f"{'':6s}" for key in ("ours_spread", "baseline_spread")
+        ]
+        ratio_text = f"{r['ratio']:6.2f}x" if r.get("ratio") is not None else ""
+        print(
+            f"{r['row']:100s} {r['ours']:10.2f} {spreads[0]:>7s} {baseline} {spreads[1]:>7s} {r['unit']:>9s} "
+            f"{ratio_text:>7s}"
+        )
 
 
 def main():
@@ -218,8 +259,12 @@ def main():
     parser.add_argument("--source", required=True, help="dataset for fetch.source (archive or directory)")
     parser.add_argument("--json", default="benchmarks/results/all.json")
     parser.add_argument("--smoke", action="store_true", help="a small subset, one epoch: checks the command only")
+    parser.add_argument("--repeats", type=int, default=MIN_REPEATS, help="rounds of each row's interleaved sides")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=list(bench_time_to_accuracy.SEEDS), help="row 2's train.seed values"
+    )
     args = parser.parse_args()
-    rows, settings = run(args.source, args.smoke)
+    rows, settings = run(args.source, args.smoke, args.repeats, args.seeds)
     print_table(rows)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     result = {"cpu": describe_cpu(), "rows": rows, "settings": settings}

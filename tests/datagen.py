@@ -228,3 +228,11 @@ def write_cifar100_archive(path, train=200, test=100, seed=0, override=None):
             archive.add(f"cifar-100-python/{name}", override.get(name, cifar100_batch_bytes(*arrays)))
         archive.add("cifar-100-python/file.txt~", b"")
     return splits
+
+
+def copy_tar_without(source, target, suffix):
+    """A copy of the tar `source` at `target` (uncompressed) without its members named *`suffix`."""
+    with tarfile.open(source) as src, tarfile.open(target, "w") as dst:
+        for member in src.getmembers():
+            if not member.name.endswith(suffix):
+                dst.addfile(member, src.extractfile(member))

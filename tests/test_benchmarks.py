@@ -1,11 +1,13 @@
 import json
 import re
+import statistics
 import subprocess
 import sys
 
 import pytest
 
 from benchmarks.bench_time_to_accuracy import QUICK_RECIPE, time_to
+from benchmarks.interleave import interleaved, ratio
 from tests.conftest import PROJECT
 from tests.datagen import write_image_folder_archive
 from tests.helpers import stage_env
@@ -17,6 +19,21 @@ def test_time_to_accuracy_is_the_first_epoch_reaching_the_target():
     assert time_to(0.7, accuracy, elapsed) == (20.0, 2)
     assert time_to(0.72, accuracy, elapsed) == (40.0, 4)
     assert time_to(0.8, accuracy, elapsed) == (None, None)
+
+
+def test_sides_take_turns_and_rows_compare_medians():
+    calls = []
+    samples = {"a": iter([3.0, 1.0, 2.0]), "b": iter([10.0, 30.0, 20.0])}
+
+    def side(name):
+        return lambda: calls.append(name) or next(samples[name])
+
+    result = interleaved({"a": side("a"), "b": side("b")}, repeats=3, progress=lambda _: None)
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+    assert result["a"]["median"] == 2.0 and result["a"]["spread"] == 1.0  # (3 - 1) / 2
+    assert result["b"]["samples"] == [10.0, 30.0, 20.0]
+    assert ratio(result["a"], result["b"], "lower") == 10.0  # times: baseline / ours
+    assert ratio(result["a"], result["b"], "higher") == 0.1  # rates: ours / baseline
 
 
 def test_the_docs_give_the_benchmarked_quick_recipe():
@@ -33,7 +50,8 @@ def test_run_all_smoke_gives_every_row(tmp_path):
     write_image_folder_archive(source, train=60, test=30)
     out = tmp_path / "all.json"
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run_all", "--source", str(source), "--smoke", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks.run_all", "--source", str(source), "--smoke", "--json", str(out)]
+        + ["--repeats", "2", "--seeds", "42", "7"],
         cwd=PROJECT,
         env=stage_env(),
         capture_output=True,
@@ -42,8 +60,14 @@ def test_run_all_smoke_gives_every_row(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert [r["row"].split(".")[0] for r in rows] == ["1", "2", "3", "3b", "4", "5a", "5b", "6"]
+    assert [r["row"].split(".")[0] for r in rows] == ["1", "2", "3", "4", "5a", "5b", "6"]
     for r in rows:
         assert r["ours"] > 0 and r.get("baseline", 1) > 0
-    assert rows[4]["filters"] == 4 * 2  # seed_cnn's 4 conv layers, 2 filters each in a smoke run
-    assert "onednn" in json.dumps(json.loads(out.read_text())["settings"])
+    for r in rows[:1] + rows[2:6]:  # two samples a side, the medians compared
+        assert len(r["samples"]["ours"]) == len(r["samples"]["baseline"]) == 2
+        assert r["ours"] == pytest.approx(statistics.median(r["samples"]["ours"])) and r["ours_spread"] >= 0
+    assert sorted(rows[1]["seeds"]) == ["42", "7"]  # a tutorial/quick pair for each seed
+    assert rows[3]["filters"] == 4 * 2  # seed_cnn's 4 conv layers, 2 filters each in a smoke run
+    settings = json.loads(out.read_text())["settings"]
+    assert "onednn" in json.dumps(settings) and settings["repeats"] == 2
+    assert "cpu_features" in settings["train"]["ours"] and "cpu_features" in settings["stimuli"]

@@ -21,6 +21,7 @@ from tests.datagen import (
     COARSE_CLASSES,
     FINE_CLASSES,
     cifar_binary_bytes,
+    copy_tar_without,
     desktop_extras,
     encode_image,
     random_images,
@@ -133,13 +134,8 @@ def test_bad_binary_batches_are_refused_in_one_line(tmp_path, override, message)
 
 
 def test_a_binary_archive_missing_a_batch_names_it(tmp_path):
-    import tarfile
-
     write_cifar_binary_archive(tmp_path / "bin.tar")
-    with tarfile.open(tmp_path / "bin.tar") as src, tarfile.open(tmp_path / "partial.tar", "w") as dst:
-        for member in src.getmembers():
-            if not member.name.endswith("data_batch_4.bin"):
-                dst.addfile(member, src.extractfile(member))
+    copy_tar_without(tmp_path / "bin.tar", tmp_path / "partial.tar", "data_batch_4.bin")
     with pytest.raises(PipelineError, match="CIFAR-10 binary archive lacks data_batch_4.bin"):
         read(tmp_path / "partial.tar")
 

@@ -13,7 +13,7 @@ from cifar.data.datasets import read_dataset
 from cifar.data.images import decode_image
 from cifar.data.prepare import balanced_subset, normalized_stats
 from stages.preprocess import preprocess
-from tests.datagen import CLASSES, encode_image, write_cifar_archive, write_image_folder_archive
+from tests.datagen import CLASSES, copy_tar_without, encode_image, write_cifar_archive, write_image_folder_archive
 
 PARAMS = {"max_train_images": None, "max_test_images": None, "seed": 0, "labels": "fine"}
 
@@ -70,13 +70,8 @@ def test_malformed_batches(tmp_path, batch, message):
 
 
 def test_missing_cifar_member(tmp_path):
-    import tarfile
-
     write_cifar_archive(tmp_path / "c.tar.gz")
-    with tarfile.open(tmp_path / "c.tar.gz") as src, tarfile.open(tmp_path / "partial.tar", "w") as dst:
-        for member in src.getmembers():
-            if not member.name.endswith("data_batch_5"):
-                dst.addfile(member, src.extractfile(member))
+    copy_tar_without(tmp_path / "c.tar.gz", tmp_path / "partial.tar", "data_batch_5")
     with pytest.raises(PipelineError, match="lacks data_batch_5"):
         read_dataset(tmp_path / "partial.tar")
 
