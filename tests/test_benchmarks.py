@@ -65,7 +65,7 @@ def test_run_all_smoke_gives_every_row(tmp_path):
         assert r["ours"] > 0 and r.get("baseline", 1) > 0
     for r in rows[:1] + rows[2:6]:  # two samples a side, the medians compared
         assert len(r["samples"]["ours"]) == len(r["samples"]["baseline"]) == 2
-        assert r["ours"] == pytest.approx(statistics.median(r["samples"]["ours"])) and r["ours_spread"] >= 0
+        assert r["ours"] == pytest.approx(statistics.median(r["samples"]["ours"]), rel=1e-3) and r["ours_spread"] >= 0
     assert sorted(rows[1]["seeds"]) == ["42", "7"]  # a tutorial/quick pair for each seed
     assert rows[3]["filters"] == 4 * 2  # seed_cnn's 4 conv layers, 2 filters each in a smoke run
     settings = json.loads(out.read_text())["settings"]
