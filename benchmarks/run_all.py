@@ -16,6 +16,8 @@ better ours is), and the JSON every sample, the CPU and TensorFlow's settings:
   4. maximum stimuli of every conv filter: the visualize stage's method vs the tutorial's
   5. `dvc status` and a no-op `dvc repro` vs DVC's start-up (`dvc version`)
   6. the whole default `dvc repro` from scratch (fetch to visualize): one run
+  7. where PyTorch is installed (an optional extra): the fast model's training speed at airbench94's
+     values vs airbench94's own PyTorch code (benchmarks/bench_airbench.py)
 It takes about as long as four trainings (about an hour on a 2-core CPU).
 `--smoke` runs every row on a small subset for one epoch: it checks the command, not the speed.
 """
@@ -35,7 +37,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from benchmarks import bench_time_to_accuracy, bench_train, bench_visualize
+from benchmarks import bench_airbench, bench_time_to_accuracy, bench_train, bench_visualize
 from benchmarks.interleave import MIN_REPEATS, interleaved, ratio, seconds
 from benchmarks.workspace import PROJECT, run_stage, scratch_workspace, set_params, timed
 from cifar.training.precision import describe_cpu
@@ -106,6 +108,7 @@ SMOKE_PREPROCESS = {"max_train_images": 500, "max_test_images": 200}
 SMOKE_TRAIN = {"epochs": 1}
 SMOKE_THROUGHPUT = {"count": 320, "epochs": 1, "same_settings": False}
 SMOKE_STIMULI = {"max_filters": 2}
+SMOKE_ANCHOR = {"count": 128, "batch_size": 64, "widths": [8, 16, 16]}
 
 
 def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.SEEDS, progress=print):
@@ -170,6 +173,7 @@ def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.S
         )
     )
     rows.append(time_to_accuracy_row(speedup))
+    anchor = airbench_anchor(smoke, repeats, progress)
     rows.append(
         row(
             "3. preprocess all images (ours: stage; baseline: streamed tar + Pillow, 1 process)",
@@ -198,7 +202,31 @@ def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.S
             "peak_rss_mb": round(repro_rss),
         }
     )
+    if anchor:
+        rows.append(
+            row(
+                "7. fast model training at airbench94's values (baseline: airbench94's PyTorch code)",
+                anchor["images_per_s"]["ours"],
+                anchor["images_per_s"]["airbench94"],
+                "images/s",
+                better="higher",
+            )
+        )
     return rows, {"train": throughput["settings"], "stimuli": stimuli["settings"], "repeats": repeats}
+
+
+def airbench_anchor(smoke, repeats, progress):
+    """Row 7, where PyTorch and airbench94.py (pinned; downloaded once) are at hand; else None, said why."""
+    if not bench_airbench.torch_available():
+        progress("7. skipped: PyTorch is not installed (pip install -e .[reference])")
+        return None
+    try:
+        bench_airbench.reference_source()
+    except Exception as error:  # offline and not cached, or altered: the other rows stand
+        progress(f"7. skipped: airbench94.py unavailable ({error})")
+        return None
+    progress("7. the fast model's training speed against airbench94's reference ...")
+    return bench_airbench.speed_anchor(**(SMOKE_ANCHOR if smoke else {}), repeats=repeats, progress=progress)
 
 
 def time_to_accuracy_row(speedup):

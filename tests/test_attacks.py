@@ -96,7 +96,7 @@ def test_train_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, reference
 
 
 # The fast model with its random flips and shifts on: a resume must restore their random state too.
-FAST_AUGMENTED = {"epochs": EPOCHS, "batch_size": 20, "widths": [8, 16, 16], "flip": True, "translate": 2}
+FAST_AUGMENTED = {"epochs": EPOCHS, "batch_size": 20, "widths": [8, 16, 16], "flip": "random", "translate": 2}
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ from tests.conftest import set_params
 from tests.helpers import prepare_workspace, stage_env, train_in_workspace
 
 # No random augmentation and synchronised BatchNorm: several devices compute what one does.
-FAST = {"epochs": 2, "batch_size": 20, "learning_rate": 0.1, "widths": [8, 16, 16], "flip": False, "translate": 0}
+FAST = {"epochs": 2, "batch_size": 20, "learning_rate": 0.1, "widths": [8, 16, 16], "flip": "none", "translate": 0,
+        "lookahead_every": 2, "lookahead_start_epoch": 0, "whiten_bias_epochs": 1}  # fmt: skip
 
 
 def workspace_copy(source, target, **train):

@@ -4,7 +4,8 @@ A frozen 2x2 patch-whitening convolution computed from the training images,
 then three conv groups (conv, max-pool, BatchNorm, GELU, conv, BatchNorm, GELU),
 global max-pooling and a scaled linear layer. Training-time augmentation (random
 horizontal flip, random translation with reflected borders) is part of the model,
-so it runs inside the compiled training step and is identity at inference.
+so it runs inside the compiled training step and is identity at inference; airbench's
+alternating flip, which needs to know each image, is done by the training batches.
 Every choice is a key of the `fast` section of params.yaml.
 """
 
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from cifar.core.params import ListRule, Rule, boolean, fraction, positive_int, positive_number
+from cifar.core.params import ListRule, Rule, boolean, choice, fraction, non_negative_int, positive_int, positive_number
 from cifar.models.inputs import normalized_input
 from cifar.models.layers import ScaledBias
 from cifar.models.recipe import COMMON
@@ -33,8 +34,16 @@ RECIPE = {
     "batchnorm_momentum": fraction(),
     "bias_lr_scale": positive_number(),
     "output_scale": positive_number(),
-    "flip": boolean(),
+    "flip": choice("alternating", "random", "none"),
     "translate": Rule((int,), "an integer from 0 to 8 (pixels; 0 = off)", minimum=0, maximum=8),
+    "init": choice("airbench", "keras"),
+    "schedule": choice("triangle", "cosine"),
+    "initial_lr_fraction": fraction(),
+    "whiten_bias_epochs": Rule((int,), "null (always trained) or an integer >= 0", nullable=True, minimum=0),
+    "lookahead_every": non_negative_int("an integer >= 0 (steps; 0 = off)"),
+    "lookahead_start_epoch": non_negative_int(),
+    "lookahead_decay": fraction(),
+    "lookahead_power": Rule((int, float), "a number >= 0", minimum=0),
 }
 
 INPUT_CHANNELS = 3
@@ -63,10 +72,41 @@ def whitening_kernel(images, eps=WHITEN_EPS):
     return kernel.reshape(WHITEN_PATCH, WHITEN_PATCH, channels, -1).astype(np.float32)
 
 
+def whitening_layer_weights(train_images, eps=WHITEN_EPS):
+    """(kernel, bias) of the whitening conv for inputs x/255 - 0.5, acting as airbench's on standardised inputs.
+
+    airbench whitens images standardised per channel, (p - mean) / std for pixels p in
+    [0, 1], and its eps is relative to that scale. The model's input is p - 0.5, so the
+    kernel found on standardised images is divided by each channel's std, and the constant
+    it then misses, the kernel applied to (0.5 - mean) / std, starts as the layer's bias.
+    """
+    pixels = np.asarray(train_images, np.float64) / 255
+    mean, std = pixels.mean(axis=(0, 1, 2)), pixels.std(axis=(0, 1, 2))
+    kernel = whitening_kernel((pixels - mean) / std, eps).astype(np.float64)
+    offset = np.einsum("hwcf,c->f", kernel, (0.5 - mean) / std)
+    return (kernel / std[None, None, :, None]).astype(np.float32), offset.astype(np.float32)
+
+
+def kernel_initializer(recipe):
+    """airbench's (PyTorch's default, U(+-1/sqrt(fan_in))) or Keras's own (Glorot uniform)."""
+    if recipe["init"] == "airbench":
+        return keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")
+    return "glorot_uniform"
+
+
+def identity_start(conv):
+    """airbench's implicit residual: the first in-channels filters of a 3x3 conv start as the identity."""
+    kernel = conv.get_weights()[0]
+    channels = min(kernel.shape[2], kernel.shape[3])
+    kernel[:, :, :, :channels] = 0
+    kernel[1, 1, np.arange(channels), np.arange(channels)] = 1
+    conv.set_weights([kernel])
+
+
 def augmentation(recipe, seed):
     """The training-time augmentation layers the recipe asks for (identity at inference)."""
     found = []
-    if recipe["flip"]:
+    if recipe["flip"] == "random":  # "alternating" is done by the training batches
         found.append(layers.RandomFlip("horizontal", seed=seed, name="random_flip"))
     if recipe["translate"]:
         factor = recipe["translate"] / 32
@@ -80,7 +120,12 @@ def augmentation(recipe, seed):
 
 def conv_bn_gelu(x, filters, recipe, name, pool=False, sync_batchnorm=False):
     """conv 3x3 (no bias), optional 2x2 max-pool, BatchNorm without scale, scaled bias, GELU."""
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    conv = layers.Conv2D(
+        filters, 3, padding="same", use_bias=False, kernel_initializer=kernel_initializer(recipe), name=f"{name}_conv"
+    )
+    x = conv(x)
+    if recipe["init"] == "airbench":
+        identity_start(conv)
     if pool:
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     # airbench's momentum 0.6 is PyTorch's weight of the new batch; Keras weighs the old average.
@@ -109,16 +154,20 @@ def build(num_classes, recipe, train_images=None, seed=0, sync_batchnorm=False):
     # Frozen: its kernels are the data's whitening transform, not learned.
     whiten = layers.Conv2D(whiten_filters, WHITEN_PATCH, use_bias=False, trainable=False, name="whiten")
     x = whiten(x)
+    # Its bias learns at the plain rate (airbench's whitening conv bias is not a BatchNorm bias),
+    # for the first `whiten_bias_epochs` (cifar.training.callbacks.FreezeAfter).
+    whiten_bias = ScaledBias(1.0, name="whiten_bias")
+    x = whiten_bias(x)
     if train_images is not None:
-        sample = np.asarray(train_images[:WHITEN_IMAGES], np.float32) / 255 - 0.5  # as normalized_input
-        whiten.set_weights([whitening_kernel(sample)])
-    x = ScaledBias(recipe["bias_lr_scale"] ** 0.5, name="whiten_bias")(x)
+        kernel, bias = whitening_layer_weights(train_images[:WHITEN_IMAGES])
+        whiten.set_weights([kernel])
+        whiten_bias.set_weights([bias])
     x = layers.Activation("gelu", name="whiten_gelu")(x)
     for index, width in enumerate(recipe["widths"], start=1):
         x = conv_bn_gelu(x, width, recipe, f"block{index}a", pool=True, sync_batchnorm=sync_batchnorm)
         x = conv_bn_gelu(x, width, recipe, f"block{index}b", sync_batchnorm=sync_batchnorm)
     x = layers.GlobalMaxPooling2D(name="pool")(x)
-    x = layers.Dense(num_classes, use_bias=False, name="dense")(x)
+    x = layers.Dense(num_classes, use_bias=False, kernel_initializer=kernel_initializer(recipe), name="dense")(x)
     x = layers.Rescaling(recipe["output_scale"], name="scale")(x)
     outputs = layers.Activation("softmax", dtype="float32", name="softmax")(x)
     return keras.Model(inputs, outputs, name="fast")

@@ -39,6 +39,18 @@ def seed_cnn_learning_rate(recipe, steps_per_epoch):
     return warmup_cosine(recipe, steps_per_epoch), None
 
 
+def fast_learning_rate(recipe, steps_per_epoch):
+    """airbench's triangle (linear up from `initial_lr_fraction`, linear down), or warm-up from 0 then cosine."""
+    if recipe["schedule"] == "cosine":
+        return warmup_cosine(recipe, steps_per_epoch, recipe["final_lr_fraction"]), None
+    peak = round(recipe["warmup_epochs"] * steps_per_epoch)
+    total = recipe["epochs"] * steps_per_epoch
+    triangle = schedules.Triangle(
+        recipe["learning_rate"], peak, total, recipe["initial_lr_fraction"], recipe["final_lr_fraction"]
+    )
+    return triangle, None
+
+
 def fast_optimizer(recipe, learning_rate):
     """Nesterov SGD with decoupled weight decay, and optionally a moving average of the weights."""
     ema = recipe["ema_momentum"]
@@ -69,7 +81,7 @@ MODELS = {
             num_classes, recipe, train_images, seed, sync_batchnorm=replicas > 1
         ),
         optimizer=fast_optimizer,
-        learning_rate=lambda recipe, steps: (warmup_cosine(recipe, steps, recipe["final_lr_fraction"]), None),
+        learning_rate=fast_learning_rate,
         label_smoothing=lambda recipe: recipe["label_smoothing"],
     ),
 }

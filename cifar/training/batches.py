@@ -3,24 +3,31 @@
 import tensorflow as tf
 
 
-def training_batches(x, y, batch_size, seed, first_epoch, epochs):
+def training_batches(x, y, batch_size, seed, first_epoch, epochs, alternating_flip=False):
     """Shuffled batches for epochs first_epoch..epochs-1: uint8 images and one-hot labels.
 
     Each epoch's order is a stateless shuffle keyed by (seed, epoch), so a run
     resumed at epoch k sees exactly the batches an uninterrupted run would.
     The images stay uint8 in memory; batches are gathered on the fly.
+
+    `alternating_flip`: airbench's flipping. A random half of the images (chosen once, by
+    seed) is mirrored in even epochs and the other half in odd ones, so every image is seen
+    both ways in any two consecutive epochs, which random flips per step do not guarantee.
     """
     images, labels = tf.constant(x), tf.constant(y)
+    first_way = tf.random.stateless_uniform([len(x)], seed=[seed, -1]) < 0.5  # mirrored in even epochs
 
     def epoch_batches(epoch):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(len(x)), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
         )
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(lambda index: (index, epoch))
 
-    return (
-        tf.data.Dataset.range(first_epoch, epochs)
-        .flat_map(epoch_batches)
-        .map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    def gather(index, epoch):
+        batch = tf.gather(images, index)
+        if alternating_flip:
+            mirror = tf.not_equal(tf.gather(first_way, index), tf.equal(epoch % 2, 1))
+            batch = tf.where(mirror[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
+        return batch, tf.gather(labels, index)
+
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches).map(gather).prefetch(tf.data.AUTOTUNE)

@@ -8,6 +8,7 @@ import keras
 
 from cifar.core.atomic import atomic_path, write_json
 from cifar.training import resume
+from cifar.training.lookahead import Lookahead
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -99,3 +100,37 @@ def dvclive_logger(history, directory, params):
         live.next_step()
     live.log_params(params)
     return DVCLiveCallback(live=live)
+
+
+class FreezeAfter(keras.callbacks.Callback):
+    """Stops training one ScaledBias layer from epoch `epochs` on (airbench's whitening bias, after 3 epochs).
+
+    The layer's value is read through stop_gradient from then on, so it has no gradient and the
+    optimizer leaves it alone entirely (no momentum, no weight decay), as PyTorch does for a
+    parameter with requires_grad False; the training step is traced again once, at the switch.
+    Set at each epoch's start from the epoch alone, so a resumed run freezes it as an uninterrupted one.
+    """
+
+    def __init__(self, layer_name, epochs):
+        super().__init__()
+        self.layer_name, self.epochs = layer_name, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        layer = self.model.get_layer(self.layer_name)
+        frozen = epoch >= self.epochs
+        if layer.frozen != frozen:
+            layer.frozen = frozen
+            self.model.make_train_function(force=True)
+
+
+def recipe_callbacks(recipe, steps_per_epoch):
+    """What a recipe's own keys ask for (the fast model's): the whitening bias frozen after
+    `whiten_bias_epochs`, and lookahead when `lookahead_every` > 0."""
+    found = []
+    if recipe.get("whiten_bias_epochs") is not None:
+        found.append(FreezeAfter("whiten_bias", recipe["whiten_bias_epochs"]))
+    if recipe.get("lookahead_every"):
+        every, start = recipe["lookahead_every"], recipe["lookahead_start_epoch"]
+        decay, power = recipe["lookahead_decay"], recipe["lookahead_power"]
+        found.append(Lookahead(every, start, decay, power, steps_per_epoch, recipe["epochs"]))
+    return found

@@ -122,6 +122,8 @@ def fit(run, model, done, history, extra_callbacks=()):
         cb.EpochClock(history),  # first: the callbacks after it record its elapsed_s
         cb.learning_rate_callback(per_epoch_rate),
         cb.ReseedRandomLayers(run.settings["seed"]),
+        # before the checkpoint: lookahead's last pull of an epoch must be in what it saves
+        *cb.recipe_callbacks(run.recipe, run.steps_per_epoch),
         checkpoint,
     ]
     if run.chief:
@@ -143,7 +145,10 @@ def fit(run, model, done, history, extra_callbacks=()):
         validation_batch_size=max(batch_size, 256),
         callbacks=[*callbacks, *extra_callbacks],
     )
-    batches = training_batches(run.arrays["x_train"], y_train, batch_size, run.settings["seed"], done, epochs)
+    alternating_flip = run.recipe.get("flip") == "alternating"  # the fast model's airbench flipping
+    batches = training_batches(
+        run.arrays["x_train"], y_train, batch_size, run.settings["seed"], done, epochs, alternating_flip
+    )
     if distribute.is_multi_worker(run.strategy):
         distribute.fit_multi_worker(model, run.strategy, batches, **options)
     else:
