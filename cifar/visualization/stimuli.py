@@ -88,14 +88,15 @@ def make_objective(submodel):
 
 
 def make_ascent(objectives, iterations, step, jitter=0, blur_sigma=0.0):
-    """One compiled function (image batches, seed) -> (image batches, final activations).
+    """One compiled function (image batches, seed) -> (image batches, start activations, final activations).
 
     Batch g is optimised for objectives[g], all batches in the same loop: one trace
     for every layer, because tracing a layer costs as much as running its 20 steps.
     Each image maximises its own target; its gradient is L2-normalised per image,
     as the tutorial does for its single image. Optional regularisers: random
     jitter (roll by up to `jitter` pixels before each step, rolled back after) and
-    a Gaussian blur of the image after each step.
+    a Gaussian blur of the image after each step. The start activations are computed in the
+    same graph: evaluated eagerly before it, they cost a Keras call per layer.
     """
     blur = _gaussian_kernel(blur_sigma) if blur_sigma > 0 else None
 
@@ -117,6 +118,7 @@ def make_ascent(objectives, iterations, step, jitter=0, blur_sigma=0.0):
     @tf.function
     def ascend(batches, seed):
         batches = list(batches)
+        initial = [objective(images) for objective, images in zip(objectives, batches)]
         for i in tf.range(iterations):
             shift = tf.zeros([2], tf.int32)  # autograph needs every loop variable defined on all paths
             if jitter:
@@ -124,7 +126,7 @@ def make_ascent(objectives, iterations, step, jitter=0, blur_sigma=0.0):
                     [2], tf.stack([seed, tf.cast(i, tf.int64)]), -jitter, jitter + 1, tf.int32
                 )
             batches = [ascent_step(objective, images, shift) for objective, images in zip(objectives, batches)]
-        return batches, [objective(images) for objective, images in zip(objectives, batches)]
+        return batches, initial, [objective(images) for objective, images in zip(objectives, batches)]
 
     return ascend
 
@@ -141,9 +143,8 @@ def maximum_stimuli(submodels, starts, iterations, step, jitter=0, blur_sigma=0.
     """
     objectives = [make_objective(submodel) for submodel in submodels]
     starts = [tf.constant(start) for start in starts]
-    initial = [objective(start) for objective, start in zip(objectives, starts)]
     ascend = make_ascent(objectives, iterations, step, jitter, blur_sigma)
-    images, final = ascend(starts, tf.constant(seed, tf.int64))
+    images, initial, final = ascend(starts, tf.constant(seed, tf.int64))
     return [(i.numpy(), s.numpy(), f.numpy()) for i, s, f in zip(images, initial, final)]
 
 
