@@ -12,8 +12,9 @@ Keras cache and checked by SHA-256, or given with --reference), with only the ch
 Its precision follows `train.precision: auto`: bfloat16 where the CPU has bfloat16 units (the
 reference's float16 on a GPU), float32 elsewhere.
 
-PyTorch is an optional extra (`pip install -e .[reference]`), never a dependency of the pipeline;
-without it this benchmark says so and exits.
+PyTorch runs in processes of its own, never beside TensorFlow (a CUDA build of PyTorch crashed on
+import in a process that had TensorFlow loaded). It is an optional extra (`pip install -e
+.[reference]`), never a dependency of the pipeline; without it this benchmark says so and exits.
 """
 
 import argparse
@@ -66,12 +67,29 @@ def cached_reference():
     return path if path.is_file() else None
 
 
+def download_reference():
+    """The pinned file through the Keras cache (downloaded once, checked by SHA-256); its path."""
+    import keras
+
+    return keras.utils.get_file(REFERENCE_NAME, REFERENCE_URL, file_hash=REFERENCE_SHA256, hash_algorithm="sha256")
+
+
+def reference_path(path=None):
+    """`path`, or the cached file, or one downloaded by a child process (Keras loads TensorFlow, which
+    must not share a process with PyTorch)."""
+    if path is not None:
+        return Path(path)
+    command = [sys.executable, "-m", "benchmarks.bench_airbench", "--part", "download"]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ReferenceError(f"cannot download {REFERENCE_URL}: {result.stderr.strip().splitlines()[-1:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
 def reference_source(path=None):
     """airbench94.py's text: from `path`, else from the Keras cache (downloading it once); checked by SHA-256."""
-    if path is None:
-        import keras
-
-        path = keras.utils.get_file(REFERENCE_NAME, REFERENCE_URL, file_hash=REFERENCE_SHA256, hash_algorithm="sha256")
+    path = reference_path(path)
     data = Path(path).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != REFERENCE_SHA256:
@@ -336,32 +354,42 @@ def main():
     parser.add_argument("--epochs", type=float, help="train_epochs (default: the reference's 9.9)")
     parser.add_argument("--anchor", action="store_true", help="measure training speed against ours instead")
     parser.add_argument("--images", type=int, default=3072, help="--anchor: random images per timed epoch")
-    parser.add_argument("--batch-size", type=int, default=1024, help="--anchor: the batch of both")
-    parser.add_argument("--widths", type=int, nargs=3, default=AIRBENCH_RECIPE["widths"], help="--anchor: both nets'")
+    parser.add_argument("--batch-size", type=int, help="the batch (default: airbench94's 1024)")
+    parser.add_argument("--widths", type=int, nargs=3, help="the conv groups' widths, w 4w 4w (default: 64 256 256)")
     parser.add_argument("--repeats", type=int, default=MIN_REPEATS, help="--anchor: rounds of the interleaved sides")
-    parser.add_argument("--part", choices=["reference", "ours"], help=argparse.SUPPRESS)  # one sample's process
+    parser.add_argument("--part", choices=["reference", "ours", "download"], help=argparse.SUPPRESS)  # a child
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
+    batch_size = args.batch_size or AIRBENCH_RECIPE["batch_size"]
+    widths = args.widths or AIRBENCH_RECIPE["widths"]
+    if widths[1:] != [4 * widths[0]] * 2:
+        sys.exit(f"bench_airbench: --widths {' '.join(map(str, widths))}: airbench94's are w 4w 4w")
+    if args.part == "download":
+        print(download_reference())
+        return
     if args.part == "ours":
         import cifar  # noqa: F401  (the train stage's TensorFlow environment)
 
-        print(json.dumps({"images_per_s": ours_images_per_second(args.images, args.batch_size, args.widths)}))
+        print(json.dumps({"images_per_s": ours_images_per_second(args.images, batch_size, widths)}))
         return
     if not torch_available():
         sys.exit("bench_airbench: PyTorch is not installed; it is an optional extra: pip install -e .[reference]")
     try:
         source = reference_source(args.reference)
         if args.part == "reference":
-            speed = reference_images_per_second(source, args.images, args.batch_size, args.widths)
+            speed = reference_images_per_second(source, args.images, batch_size, widths)
             print(json.dumps({"images_per_s": speed}))
             return
         if args.anchor:
-            result = speed_anchor(args.images, args.reference, args.repeats, args.batch_size, args.widths)
+            path = reference_path(args.reference)  # fetched once, not by every sample
+            result = speed_anchor(args.images, path, args.repeats, batch_size, widths)
             return write_json(result, args.json)
         arrays, classes = load_prepared(args.data)
     except ReferenceError as error:
         sys.exit(f"bench_airbench: {error}")
-    hyp = {"opt": {"train_epochs": args.epochs}} if args.epochs else None
+    hyp = {"opt": {"batch_size": batch_size}, "net": {"base_width": widths[0]}}
+    if args.epochs:
+        hyp["opt"]["train_epochs"] = args.epochs
     result = run_reference(arrays, classes, source, seed=args.seed, hyp=hyp)
     print(
         f"airbench94 reference ({result['dtype']}, {result['threads']} threads): test accuracy "

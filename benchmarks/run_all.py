@@ -108,7 +108,7 @@ SMOKE_PREPROCESS = {"max_train_images": 500, "max_test_images": 200}
 SMOKE_TRAIN = {"epochs": 1}
 SMOKE_THROUGHPUT = {"count": 320, "epochs": 1, "same_settings": False}
 SMOKE_STIMULI = {"max_filters": 2}
-SMOKE_ANCHOR = {"count": 128, "batch_size": 64, "widths": [8, 16, 16]}
+SMOKE_ANCHOR = {"count": 128, "batch_size": 64, "widths": [8, 32, 32]}
 
 
 def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.SEEDS, progress=print):
@@ -221,12 +221,14 @@ def airbench_anchor(smoke, repeats, progress):
         progress("7. skipped: PyTorch is not installed (pip install -e .[reference])")
         return None
     try:
-        bench_airbench.reference_source()
+        reference = bench_airbench.reference_path()
+        bench_airbench.reference_source(reference)
     except Exception as error:  # offline and not cached, or altered: the other rows stand
         progress(f"7. skipped: airbench94.py unavailable ({error})")
         return None
     progress("7. the fast model's training speed against airbench94's reference ...")
-    return bench_airbench.speed_anchor(**(SMOKE_ANCHOR if smoke else {}), repeats=repeats, progress=progress)
+    anchor = SMOKE_ANCHOR if smoke else {}
+    return bench_airbench.speed_anchor(**anchor, reference=reference, repeats=repeats, progress=progress)
 
 
 def time_to_accuracy_row(speedup):

@@ -63,25 +63,45 @@ def coloured_classes(count, seed):
 
 
 @needs_reference
-def test_reference_trains_on_our_arrays_and_reports_its_accuracy_and_speed():
+def test_reference_trains_on_our_arrays_and_reports_its_accuracy_and_speed(tmp_path):
     images, labels = coloured_classes(712, seed=0)
-    arrays = {"x_train": images[:512], "y_train": labels[:512], "x_test": images[512:], "y_test": labels[512:]}
-    hyp = {"opt": {"train_epochs": 2, "batch_size": 64}, "net": {"base_width": 8}}
-    source = bench_airbench.reference_source(REFERENCE)
-    result = bench_airbench.run_reference(arrays, [str(i) for i in range(10)], source, hyp=hyp)
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for name, array in {
+        "x_train": images[:512],
+        "y_train": labels[:512],
+        "x_test": images[512:],
+        "y_test": labels[512:],
+    }.items():
+        np.save(prepared / f"{name}.npy", array)
+    (prepared / "classes.json").write_text(json.dumps([f"class{i}" for i in range(10)]))
+    out = tmp_path / "reference.json"
+    command = [sys.executable, "-m", "benchmarks.bench_airbench", "--data", str(prepared), "--epochs", "2"]
+    command += ["--batch-size", "64", "--widths", "8", "32", "32", "--reference", str(REFERENCE), "--json", str(out)]
+    run = subprocess.run(command, cwd=PROJECT, env=stage_env(), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
     assert result["test_accuracy_tta"] >= 0.3  # chance is 0.1 (measured 0.485): images and labels arrive together
     assert [row["epoch"] for row in result["epochs"]] == [0, 1]
     assert result["test_accuracy"] == result["epochs"][-1]["val_acc"]
-    assert result["dtype"] == str(bench_airbench.reference_dtype()).removeprefix("torch.")
+    assert result["hyp"]["net"]["base_width"] == 8 and result["hyp"]["opt"]["batch_size"] == 64
+    assert result["dtype"] in ("float32", "bfloat16") and result["train_images"] == 512
     assert 0 < result["train_s"] < result["timed_s"] <= result["wall_s"]
     assert result["train_images_per_s"] == pytest.approx(2 * 512 / result["train_s"], rel=0.1)  # train_s is rounded
+    assert "test accuracy" in run.stdout
+
+
+def test_widths_other_than_airbenchs_shape_are_refused():
+    command = [sys.executable, "-m", "benchmarks.bench_airbench", "--widths", "8", "16", "16"]
+    run = subprocess.run(command, cwd=PROJECT, env=stage_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "--widths 8 16 16: airbench94's are w 4w 4w" in run.stderr
 
 
 @needs_reference
 def test_speed_anchor_times_both_sides_in_turn(tmp_path):
     out = tmp_path / "anchor.json"
     command = [sys.executable, "-m", "benchmarks.bench_airbench", "--anchor", "--images", "128", "--batch-size", "64"]
-    command += ["--widths", "8", "16", "16", "--repeats", "2", "--reference", str(REFERENCE), "--json", str(out)]
+    command += ["--widths", "8", "32", "32", "--repeats", "2", "--reference", str(REFERENCE), "--json", str(out)]
     result = subprocess.run(command, cwd=PROJECT, env=stage_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     row = json.loads(out.read_text())
