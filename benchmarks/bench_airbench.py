@@ -53,7 +53,7 @@ DEVICE_CHANGES = (
 )
 
 
-class ReferenceError(Exception):
+class ReferenceFileError(Exception):
     """The reference file is missing, altered, or no longer matches a device change."""
 
 
@@ -83,7 +83,7 @@ def reference_path(path=None):
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise ReferenceError(f"cannot download {REFERENCE_URL}: {result.stderr.strip().splitlines()[-1:]}")
+        raise ReferenceFileError(f"cannot download {REFERENCE_URL}: {result.stderr.strip().splitlines()[-1:]}")
     return Path(result.stdout.strip().splitlines()[-1])
 
 
@@ -93,7 +93,7 @@ def reference_source(path=None):
     data = Path(path).read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != REFERENCE_SHA256:
-        raise ReferenceError(
+        raise ReferenceFileError(
             f"--reference {path}: SHA-256 {digest} is not airbench94.py at commit {COMMIT[:7]} "
             f"({REFERENCE_SHA256}); download {REFERENCE_URL}"
         )
@@ -104,7 +104,7 @@ def apply_device_changes(source):
     for old, new, count, why in DEVICE_CHANGES:
         found = source.count(old)
         if found != count:
-            raise ReferenceError(f"device change for {why}: {old!r} occurs {found} times, expected {count}")
+            raise ReferenceFileError(f"device change for {why}: {old!r} occurs {found} times, expected {count}")
         source = source.replace(old, new)
     return source
 
@@ -157,11 +157,11 @@ def load_prepared(data_dir):
     names = ("x_train", "y_train", "x_test", "y_test")
     missing = [name for name in names if not (data_dir / f"{name}.npy").is_file()]
     if missing:
-        raise ReferenceError(f"--data {data_dir}: no {missing[0]}.npy there (run `dvc repro preprocess` first)")
+        raise ReferenceFileError(f"--data {data_dir}: no {missing[0]}.npy there (run `dvc repro preprocess` first)")
     arrays = {name: np.load(data_dir / f"{name}.npy") for name in names}
     classes = json.loads((data_dir / "classes.json").read_text())
     if len(classes) != 10:
-        raise ReferenceError(f"--data {data_dir}: airbench94 is for 10 classes, the data has {len(classes)}")
+        raise ReferenceFileError(f"--data {data_dir}: airbench94 is for 10 classes, the data has {len(classes)}")
     return arrays, classes
 
 
@@ -385,7 +385,7 @@ def main():
             result = speed_anchor(args.images, path, args.repeats, batch_size, widths)
             return write_json(result, args.json)
         arrays, classes = load_prepared(args.data)
-    except ReferenceError as error:
+    except ReferenceFileError as error:
         sys.exit(f"bench_airbench: {error}")
     hyp = {"opt": {"batch_size": batch_size}, "net": {"base_width": widths[0]}}
     if args.epochs:

@@ -27,7 +27,7 @@ needs_reference = pytest.mark.skipif(
 def test_a_file_that_is_not_the_pinned_reference_is_refused(tmp_path):
     altered = tmp_path / "airbench94.py"
     altered.write_text("hyp = {}\nprint('not the reference')\n")
-    with pytest.raises(bench_airbench.ReferenceError) as error:
+    with pytest.raises(bench_airbench.ReferenceFileError) as error:
         bench_airbench.reference_source(altered)
     message = str(error.value)
     assert str(altered) in message and hashlib.sha256(altered.read_bytes()).hexdigest() in message
@@ -41,7 +41,7 @@ def test_every_device_change_must_match_exactly():
         assert new in changed
     assert "torch.cuda" not in changed and ".half()" not in changed
     for old, _, _, why in bench_airbench.DEVICE_CHANGES:
-        with pytest.raises(bench_airbench.ReferenceError, match=why):
+        with pytest.raises(bench_airbench.ReferenceFileError, match=why):
             bench_airbench.apply_device_changes(source.replace(old, "", 1))
 
 
