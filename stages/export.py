@@ -5,7 +5,10 @@ calibrate the int8 model's activation ranges) and test set, and params.yaml's `e
 Writes models/export/saved_model/, models/export/model.tflite, models/export/model_int8.tflite, and
 reports/export.json: for the Keras model and each export, its test accuracy, file size, the median
 latency of one image on this machine's CPU (over `export.latency_runs`), and how often its top
-class agrees with the Keras model's. `python -m stages.predict --model <file or folder>` runs any.
+class agrees with the Keras model's. A model trained in `mixed_bfloat16` is exported from a float32
+copy of its weights (the formats have no bfloat16 kernels); the agreement is then with the model as
+trained, in bfloat16, and `trained_precision` says so. `python -m stages.predict --model <file or
+folder>` runs any.
 """
 
 import sys
@@ -22,19 +25,23 @@ from cifar.export.params import EXPORT
 def export(settings, artifacts=Artifacts(), progress=print):
     from cifar.export import convert
     from cifar.export.classifiers import load_classifier, single_image_latency
+    from cifar.models.saved import computes_in_bfloat16, float32_copy
     from cifar.training.precision import describe_cpu
 
     arrays, _ = artifacts.load_prepared()
     keras_model = load_classifier(artifacts.model)
     representative = np.random.default_rng(0).permutation(len(arrays["x_train"]))[: settings["representative_images"]]
+    trained_precision = "mixed_bfloat16" if computes_in_bfloat16(keras_model.model) else "float32"
+    if trained_precision != "float32":
+        progress("the model computes in bfloat16: exporting a float32 copy of its weights")
     with atomic_directory(artifacts.saved_model) as saved_model:
-        convert.write_saved_model(keras_model.model, saved_model)
+        convert.write_saved_model(float32_copy(keras_model.model), saved_model)
         progress("converting to TFLite: float32, then int8 ...")
         write_bytes(artifacts.tflite_float, convert.tflite_float(saved_model))
         write_bytes(artifacts.tflite_int8, convert.tflite_int8(saved_model, arrays["x_train"][representative]))
     write_json(artifacts.export_dir / "classes.json", artifacts.load_classes(artifacts.model_classes))  # for predict
     reference = keras_model.predict(arrays["x_test"]).argmax(axis=1)
-    record = {"cpu": describe_cpu()}
+    record = {"cpu": describe_cpu(), "trained_precision": trained_precision}
     for name, path in (
         ("keras", artifacts.model),
         ("saved_model", artifacts.saved_model),

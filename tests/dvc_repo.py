@@ -37,9 +37,15 @@ class Repo:
     def __init__(self, path):
         self.path = Path(path)
 
-    def run(self, *args, check=True, timeout=600):
+    def run(self, *args, check=True, timeout=600, env=None):
+        """`args` run in the repo; `env`: variables set for this command only."""
         result = subprocess.run(
-            list(args), cwd=self.path, env=command_env(), capture_output=True, text=True, timeout=timeout
+            list(args),
+            cwd=self.path,
+            env={**command_env(), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")

@@ -5,7 +5,10 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
+from cifar.models.saved import computes_in_bfloat16, load_trained_model
+from tests.conftest import PROJECT
 from tests.datagen import (
     CLASSES,
     FINE_CLASSES,
@@ -28,9 +31,8 @@ TINY = {
     "seed_cnn": {"epochs": 1, "batch_size": 16},
 }
 
-
-# dvc.yaml's stages, in the order `dvc repro` runs them
-STAGES = ["fetch", "preprocess", "train", "evaluate", "robustness", "export", "visualize"]
+# Every stage of dvc.yaml, in its order: a stage added later is run by the end-to-end tests too.
+STAGES = list(yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"])
 
 
 def ran_stages(output):
@@ -39,20 +41,9 @@ def ran_stages(output):
 
 @pytest.mark.slow
 def test_dvc_repro_end_to_end_noop_and_evaluate_only(tmp_path):
-    archive = tmp_path / "tiny-cifar.tar.gz"
-    write_cifar_archive(archive)
-    repo = make_repo(tmp_path / "repo", archive, **TINY)
-
-    first = repo.dvc("repro")
-    assert ran_stages(first.stdout) == STAGES
+    repo = repro_every_stage(tmp_path, "float32")
     root = repo.path
-    assert np.load(root / "data/prepared/x_train.npy").shape == (100, 32, 32, 3)
-    assert (root / "models/model.keras").is_file()
     metrics = json.loads((root / "reports/metrics.json").read_text())
-    assert 0 <= metrics["accuracy"] <= 1 and metrics["loss"] > 0
-    for figure in ("samples.png", "confusion_matrix.png", "predictions.png"):
-        assert (root / "reports/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
     shown = json.loads(repo.dvc("metrics", "show", "--json").stdout)
     workspace_metrics = shown[""]["data"]["reports/metrics.json"]["data"]
     assert workspace_metrics["accuracy"] == metrics["accuracy"]
@@ -66,6 +57,33 @@ def test_dvc_repro_end_to_end_noop_and_evaluate_only(tmp_path):
     third = repo.dvc("repro")
     assert ran_stages(third.stdout) == ["evaluate"]
     assert (root / "models/model.keras").read_bytes() == before
+
+
+def repro_every_stage(tmp_path, precision, env=None):
+    """`dvc repro` of every stage with `train.precision: precision` on tiny data; each output checked.
+
+    The bfloat16 runs: tests/test_pipeline_bfloat16.py. `env`: variables for the stages."""
+    archive = tmp_path / "tiny-cifar.tar.gz"
+    write_cifar_archive(archive)
+    repo = make_repo(tmp_path / "repo", archive, **{**TINY, "train": {"precision": precision}})
+    assert ran_stages(repo.dvc("repro", env=env).stdout) == STAGES
+    root = repo.path
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert set(lock) == set(STAGES)
+    for stage, entry in lock.items():
+        for out in entry["outs"]:
+            assert (root / out["path"]).exists() and out["size"] > 0, (stage, out["path"])
+    assert np.load(root / "data/prepared/x_train.npy").shape == (100, 32, 32, 3)
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["loss"] > 0
+    for figure in ("samples.png", "confusion_matrix.png", "predictions.png", "gradcam.png", "stimuli/classes.png"):
+        assert (root / "reports/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    resolved = yaml.safe_load((root / "reports/train/params.yaml").read_text())["precision"]
+    bfloat16 = computes_in_bfloat16(load_trained_model(root / "models/model.keras"))
+    assert bfloat16 == (resolved == "mixed_bfloat16")
+    exported = json.loads((root / "reports/export.json").read_text())
+    assert exported["trained_precision"] == resolved and exported["tflite_float32"]["agreement_with_keras"] >= 0.9
+    return repo
 
 
 def desktop_zip(system):

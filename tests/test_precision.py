@@ -59,3 +59,39 @@ def test_mixed_bfloat16_trains_in_bfloat16_with_a_float32_softmax(tmp_path):
     logged = yaml.safe_load((tmp_path / "reports/train/params.yaml").read_text())
     resolved = {"precision": "mixed_bfloat16", "strategy": "one device"}
     assert logged == {**resolved, "cpu": precision.describe_cpu()}
+
+
+def test_cifar_cpuinfo_shows_auto_another_cpu(tmp_path, monkeypatch):
+    zen4 = tmp_path / "cpuinfo"
+    zen4.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: avx2 avx512f avx512_bf16\n")
+    monkeypatch.setenv(precision.CPUINFO_ENV, str(zen4))
+    assert precision.resolve("auto", gpus=[]) == "mixed_bfloat16"
+    assert precision.describe_cpu() == "AMD EPYC 9B14; bfloat16 units: avx512_bf16"
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: avx2 fma\n")
+    monkeypatch.setenv(precision.CPUINFO_ENV, str(avx2))
+    assert precision.resolve("auto", gpus=[]) == "float32"
+
+
+def test_auto_is_float32_on_a_mac_whatever_the_cpuinfo_says(tmp_path, monkeypatch):
+    """macOS has no /proc/cpuinfo: a Mac is told apart by its platform, and float32 is the choice there,
+    even where a file claims bfloat16 units (TensorFlow sees no CUDA GPU on a Mac: `gpus` empty)."""
+    zen4 = tmp_path / "cpuinfo"
+    zen4.write_text("processor\t: 0\nflags\t\t: avx2 avx512_bf16 amx_bf16\n")
+    monkeypatch.setenv(precision.CPUINFO_ENV, str(zen4))
+    monkeypatch.setattr(precision.platform, "system", lambda: "Darwin")
+    assert precision.resolve("auto", gpus=[]) == "float32"
+    assert precision.resolve("auto", gpus=[], system="Linux") == "mixed_bfloat16"
+    monkeypatch.setenv(precision.CPUINFO_ENV, str(tmp_path / "missing"))  # as on a real Mac
+    monkeypatch.setattr(precision.platform, "system", lambda: "Linux")
+    assert precision.resolve("auto", gpus=[]) == "float32"
+    assert precision.resolve("mixed_bfloat16", gpus=[], system="Darwin") == "mixed_bfloat16"
+
+
+def test_auto_is_float32_on_linux_arm_even_with_bf16_features(tmp_path, monkeypatch):
+    """An AWS Graviton3's cpuinfo: Arm lists `Features` (bf16 among them), not x86 `flags`."""
+    graviton = tmp_path / "cpuinfo"
+    graviton.write_text("processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd sve bf16 i8mm\nCPU part\t: 0xd40\n")
+    monkeypatch.setenv(precision.CPUINFO_ENV, str(graviton))
+    assert precision.cpu_flags() == set()
+    assert precision.resolve("auto", gpus=[], system="Linux") == "float32"

@@ -10,8 +10,20 @@ import tensorflow as tf
 
 
 def write_saved_model(model, directory):
-    """A SavedModel (its `serve` signature: uint8 images -> class probabilities) in `directory`."""
-    model.export(str(directory), format="tf_saved_model", verbose=False)
+    """A SavedModel (its `serve` signature: uint8 images -> class probabilities) in `directory`.
+
+    `model.export` traces `model.call` without a `training` argument, which leaves each layer at
+    its own default: the fast model's RandomTranslation then shifts every image at inference and
+    its BatchNorm updates its statistics (ops TFLite lacks). The endpoint here says inference.
+    """
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    (image,) = model.inputs
+    signature = [tf.TensorSpec(image.shape, image.dtype, name=image.name)]
+    archive.add_endpoint("serve", lambda images: model(images, training=False), input_signature=signature)
+    archive.write_out(str(directory), verbose=False)
 
 
 def tflite_float(saved_model):

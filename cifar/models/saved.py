@@ -17,3 +17,30 @@ def load_trained_model(model_file):
         return keras.models.load_model(model_file)
     except Exception as err:  # Keras raises many types for a damaged file
         raise PipelineError(f"{model_file}: cannot load the model: {err}") from err
+
+
+def float32_copy(model):
+    """`model` rebuilt with every layer computing in float32, holding the same weights.
+
+    A model trained under `mixed_bfloat16` keeps float32 weights but computes in bfloat16, and
+    the TFLite converter has no bfloat16 kernels (tf.Conv2D, tf.MatMul, ... on bf16 tensors are
+    "neither a custom op nor a flex op"). Its weights are float32 already, so the copy is exact:
+    only the arithmetic becomes float32, which is at least as precise as the trained model's.
+    A float32 model is returned as it is.
+    """
+    if not computes_in_bfloat16(model):
+        return model
+
+    def in_float32(layer):
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer):  # the input keeps its uint8
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=in_float32)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def computes_in_bfloat16(model):
+    return any(layer.dtype_policy.compute_dtype == "bfloat16" for layer in model.layers)

@@ -6,6 +6,7 @@ slower, so `auto` picks it only where the hardware has it. The softmax and the
 loss stay float32 in every policy (the model's last layer is float32).
 """
 
+import os
 import platform
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,13 +14,19 @@ from pathlib import Path
 CHOICES = ("auto", "float32", "mixed_bfloat16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 BF16_GPU_CAPABILITY = (8, 0)  # Ampere
-CPUINFO = Path("/proc/cpuinfo")
+# A file read in place of /proc/cpuinfo: lets a test (or a user checking what `auto` would do)
+# show the pipeline another CPU, e.g. one with bfloat16 units, without that CPU.
+CPUINFO_ENV = "CIFAR_CPUINFO"
 
 
-def _cpuinfo_field(name, cpuinfo):
+def cpuinfo_path():
+    return Path(os.environ.get(CPUINFO_ENV) or "/proc/cpuinfo")
+
+
+def _cpuinfo_field(name, cpuinfo=None):
     """The value of the first `name` line of /proc/cpuinfo (Linux), or None."""
     try:
-        text = Path(cpuinfo).read_text()
+        text = Path(cpuinfo or cpuinfo_path()).read_text()
     except OSError:
         return None
     for line in text.splitlines():
@@ -29,17 +36,17 @@ def _cpuinfo_field(name, cpuinfo):
     return None
 
 
-def cpu_flags(cpuinfo=CPUINFO):
+def cpu_flags(cpuinfo=None):
     """The CPU's feature flags (Linux; empty elsewhere)."""
     return set((_cpuinfo_field("flags", cpuinfo) or "").split())
 
 
-def cpu_model(cpuinfo=CPUINFO):
+def cpu_model(cpuinfo=None):
     """The CPU's model name, e.g. 'AMD EPYC 7B13' (Linux), else what the platform says."""
     return _cpuinfo_field("model name", cpuinfo) or platform.processor() or platform.machine()
 
 
-def describe_cpu(cpuinfo=CPUINFO):
+def describe_cpu(cpuinfo=None):
     """The CPU and its bfloat16 units in one line, written beside every timing and training run."""
     flags = cpu_flags(cpuinfo)
     units = [flag for flag in BF16_CPU_FLAGS if flag in flags]
@@ -58,13 +65,22 @@ def gpu_capabilities():
     return found
 
 
-def resolve(setting, flags=None, gpus=None):
-    """The policy `setting` means on this machine: 'float32' or 'mixed_bfloat16'."""
+def resolve(setting, flags=None, gpus=None, system=None):
+    """The policy `setting` means on this machine: 'float32' or 'mixed_bfloat16'.
+
+    `auto` is bfloat16 where units make it fast: NVIDIA GPUs of compute capability 8.0 (Ampere) or
+    later, else x86-64 CPUs with AMX or AVX512-BF16 (the `flags` of Linux's /proc/cpuinfo). It is
+    float32 elsewhere, deliberately: on macOS (Apple Silicon: no /proc/cpuinfo, no CUDA GPU) and on
+    Linux on Arm (whose cpuinfo lists `Features`, not `flags`), TensorFlow's bfloat16 speed is
+    unmeasured here, and float32 is never slower than an emulated bfloat16.
+    """
     if setting != "auto":
         return setting
     gpus = gpu_capabilities() if gpus is None else gpus
     if gpus:
         return "mixed_bfloat16" if all(c >= BF16_GPU_CAPABILITY for c in gpus) else "float32"
+    if (platform.system() if system is None else system) == "Darwin":
+        return "float32"
     flags = cpu_flags() if flags is None else flags
     return "mixed_bfloat16" if any(flag in flags for flag in BF16_CPU_FLAGS) else "float32"
 
