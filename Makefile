@@ -3,6 +3,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
+# GPU=1: the NVIDIA GPU lock (Linux x86_64: TensorFlow with CUDA from pip) instead of the CPU one.
+# An environment installed with GPU=1 stays the GPU one for later targets; `GPU=` goes back.
+GPU ?= $(if $(wildcard $(VENV)/.installed-requirements-gpu.txt),1)
+LOCK := requirements$(if $(GPU),-gpu).txt
 # Stage commands in dvc.yaml call `python`; this makes it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
@@ -11,11 +15,15 @@ BASE ?= main
 # The uploader of the report's images for a pull-request comment (CML's; docs/ci.md).
 PUBLISH_WITH ?= cml asset publish
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-$(LOCK)
 
-$(VENV)/.installed: requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+# A fresh environment for each lock (and each change of it): the GPU lock's TensorFlow and the
+# CPU build install the same modules, so one must never be installed over the other.
+$(VENV)/.installed-$(LOCK): $(LOCK)
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' || \
+		{ echo "error: Python 3.11, 3.12 or 3.13 is needed (TensorFlow 2.21's wheels); $(PYTHON) is $$($(PYTHON) -V)" >&2; exit 1; }
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r $(LOCK)
 	touch $@
 
 # Style and the workflow files: ruff, and jactionlint with actionlint's own checks.
@@ -59,8 +67,11 @@ benchmark: install
 	$(if $(SOURCE),,$(error set SOURCE to a CIFAR-10 archive or image folder))
 	python -m benchmarks.run_all --source $(SOURCE)
 
-# Re-pin requirements.txt after editing pyproject.toml's dependencies.
-lock:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements.in
-	(echo "# Generated from requirements.in by: make lock"; $(BIN)/pip freeze --exclude-editable) > requirements.txt
+# Re-pin after editing pyproject.toml's dependencies: one lock for every platform and Python version
+# (uv's universal resolution, keeping the current pins where they still fit; `uv pip compile
+# --upgrade` moves them), the GPU lock with the same pins; then check both on every supported platform.
+lock: install
+	uv pip compile pyproject.toml --universal --extra test --extra dev --quiet -o requirements.txt
+	uv pip compile pyproject.toml --universal --extra gpu --extra test --extra dev \
+		--override requirements-gpu.in --constraint requirements.txt --quiet -o requirements-gpu.txt
+	python -m pytest -n 0 tests/test_install.py
