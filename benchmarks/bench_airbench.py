@@ -285,9 +285,9 @@ def ours_images_per_second(count, batch_size=1024, widths=AIRBENCH_RECIPE["width
     from cifar.core.params import load_params
     from cifar.core.runtime import configure_tensorflow
     from cifar.models.fast_net import RECIPE
-    from cifar.models.registry import build_model, model_spec
     from cifar.training.batches import training_batches
     from cifar.training.loop import compile_model
+    from cifar.zoo import build_model, model_spec
 
     configure_tensorflow()
     recipe = {**load_params({"fast": RECIPE}, PROJECT / "params.yaml")["fast"], **AIRBENCH_RECIPE}

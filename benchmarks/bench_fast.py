@@ -20,6 +20,7 @@ import yaml
 
 from benchmarks.run_all import dvc_command, dvc_env, git_env, scratch_repository
 from benchmarks.workspace import run_stage, set_params, timed
+from cifar.core.artifacts import Artifacts
 
 STAGES = ("fetch", "preprocess", "train", "evaluate", "visualize")
 SMOKE = {
@@ -40,7 +41,7 @@ def parse_override(text):
 
 def epoch_seconds(root):
     """Wall seconds of each training epoch, validation included, from the logged elapsed_s."""
-    rows = (root / "reports/train/plots/metrics/train/elapsed_s.tsv").read_text().split("\n")[1:]
+    rows = (Artifacts(root).history_dir / "train/elapsed_s.tsv").read_text().split("\n")[1:]
     elapsed = [float(line.split("\t")[-1]) for line in rows if line]
     return [round(b - a, 1) for a, b in zip([0.0, *elapsed], elapsed)]
 
@@ -63,8 +64,8 @@ def run(source, overrides=(), smoke=False, progress=print):
             stage_s[stage] = round(timed(dvc_command("repro", "--single-item", stage), root, dvc_env())[0], 1)
             progress(f"  {stage_s[stage]} s")
         params = yaml.safe_load((root / "params.yaml").read_text())
-        metrics = json.loads((root / "reports/metrics.json").read_text())
-        last_epoch = json.loads((root / "reports/train/metrics.json").read_text())  # validation: no TTA
+        metrics = json.loads(Artifacts(root).metrics.read_text())
+        last_epoch = json.loads((Artifacts(root).train_reports / "metrics.json").read_text())  # validation: no TTA
         fast_epochs = epoch_seconds(root)
 
         progress("one epoch of seed_cnn on the same data ...")

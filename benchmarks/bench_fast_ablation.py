@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.workspace import run_stage, scratch_workspace, set_params
+from cifar.core.artifacts import Artifacts
 
 # Each addition, and the fast params that turn it off (back to what the fast model did before it).
 ADDITIONS = {
@@ -53,8 +54,8 @@ def run(source, train_images=8000, test_images=2000, seeds=(42,), only=None, pro
                 set_params(root, "fast", {**params["fast"], **off})
                 train_s, _ = run_stage("train", root)
                 run_stage("evaluate", root)
-                metrics = json.loads((root / "reports/metrics.json").read_text())
-                last_epoch = json.loads((root / "reports/train/metrics.json").read_text())
+                metrics = json.loads(Artifacts(root).metrics.read_text())
+                last_epoch = json.loads((Artifacts(root).train_reports / "metrics.json").read_text())
                 result = {
                     "test_accuracy": metrics["accuracy"],
                     "test_accuracy_without_tta": round(last_epoch["eval"]["accuracy"], 4),

@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.workspace import run_stage, scratch_workspace, set_params
-from cifar.training.precision import describe_cpu
+from cifar.core.artifacts import Artifacts
+from cifar.core.cpu import describe_cpu
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -34,7 +35,7 @@ def run(source, max_train_images=None, max_test_images=None, epochs=None, progre
             progress(f"training in {policy} ...")
             train_s, _ = run_stage("train", root, show_output=True)
             run_stage("evaluate", root)
-            metrics = json.loads((root / "reports/metrics.json").read_text())
+            metrics = json.loads(Artifacts(root).metrics.read_text())
             results[policy] = {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "train_s": round(train_s, 1)}
     gap = results["mixed_bfloat16"]["accuracy"] - results["float32"]["accuracy"]
     row = {

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.workspace import run_stage, scratch_workspace, set_params
+from cifar.core.artifacts import Artifacts
 
 # The quick recipe: a larger batch, a warm-up to twice the tutorial's rate and a cosine decay to
 # zero, in fewer epochs; bfloat16 where `train.precision: auto` finds it. README ("Quick recipe")
@@ -37,7 +38,7 @@ QUICK_RECIPE = {
 
 
 def history(root):
-    metrics = root / "reports/train/plots/metrics"
+    metrics = Artifacts(root).history_dir
 
     def column(path):
         lines = (metrics / path).read_text().splitlines()[1:]

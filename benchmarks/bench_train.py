@@ -55,9 +55,9 @@ def measure(part, count, epochs, batch_size, seed=0):
     import numpy as np
 
     from benchmarks.settings import settings
-    from cifar.models.registry import build_model, model_spec
     from cifar.training.batches import training_batches
     from cifar.training.loop import compile_model
+    from cifar.zoo import build_model, model_spec
 
     tutorial = {"schedule": "exponential"}  # the tutorial's recipe: Adamax at 0.005, no label smoothing
 

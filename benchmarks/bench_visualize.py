@@ -23,8 +23,9 @@ import tensorflow as tf
 from benchmarks.interleave import MIN_REPEATS, interleaved, ratio, seconds
 from benchmarks.settings import settings
 from cifar.core.runtime import configure_tensorflow
-from cifar.models.registry import build_model
+from cifar.models.saved import load_trained_model
 from cifar.visualization import stimuli
+from cifar.zoo import build_model
 
 
 def tutorial_stimulus(submodel, filter_index, iterations, step, rng):
@@ -90,7 +91,7 @@ def main():
     args = parser.parse_args()
     configure_tensorflow()  # as the stage does
     if Path(args.model).is_file():
-        model = keras.models.load_model(args.model)
+        model = load_trained_model(args.model)
     else:
         print(f"{args.model} not found: timing an untrained seed_cnn (same cost)")
         model = build_model("seed_cnn", 10, recipe=None)

@@ -40,7 +40,8 @@ from PIL import Image
 from benchmarks import bench_airbench, bench_time_to_accuracy, bench_train, bench_visualize
 from benchmarks.interleave import MIN_REPEATS, interleaved, ratio, seconds
 from benchmarks.workspace import PROJECT, run_stage, scratch_workspace, set_params, timed
-from cifar.training.precision import describe_cpu
+from cifar.core.artifacts import Artifacts
+from cifar.core.cpu import describe_cpu
 
 
 def plain_decode(archive):
@@ -142,15 +143,15 @@ def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.S
             return wall
 
         preprocess = interleaved(
-            {"ours": preprocess_stage, "baseline": seconds(lambda: plain_decode(root / "data/raw/dataset"))},
+            {"ours": preprocess_stage, "baseline": seconds(lambda: plain_decode(Artifacts(root).raw_dataset))},
             repeats,
             progress,
         )
 
         progress("4. stimuli ...")
-        import keras
+        from cifar.models.saved import load_trained_model
 
-        model = keras.models.load_model(root / "models/model.keras")
+        model = load_trained_model(Artifacts(root).model)
         stimuli = bench_visualize.run(model, repeats=repeats, **(SMOKE_STIMULI if smoke else {}))
 
         progress("2. the quick recipe against the tutorial's, one pair per seed ...")

@@ -2,7 +2,7 @@
 
 import os
 
-from cifar.training.precision import BF16_CPU_FLAGS, cpu_flags, cpu_model, describe_cpu
+from cifar.core.cpu import BF16_CPU_FLAGS, cpu_flags, cpu_model, describe_cpu
 
 CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 

@@ -16,7 +16,7 @@ import numpy as np
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.atomic import save_figure, write_json, write_text
-from cifar.core.params import load_params
+from cifar.core.params import choice, load_params, read_params_file
 from cifar.evaluation import tta
 from cifar.evaluation.params import EVALUATE, TTA_LEVEL
 
@@ -85,9 +85,9 @@ def write_tables_and_figures(model, arrays, classes, probabilities, metrics, set
 
 def main(argv=None):
     cli.parser("stages.evaluate", __doc__).parse_args(argv)
-    from cifar.models.registry import MODEL_RULE
-
-    params = load_params({"evaluate": EVALUATE, "train.model": MODEL_RULE})
+    # The models are those with a `tta` level: evaluate needs no model zoo (and so no training code).
+    models = tuple(read_params_file().get("tta") or {})
+    params = load_params({"evaluate": EVALUATE, "train.model": choice(*models)})
     tta_key = f"tta.{params['train.model']}"  # the model in use's; dvc.yaml lists the same key
     evaluate(params["evaluate"], load_params({tta_key: TTA_LEVEL})[tta_key])
 

@@ -23,10 +23,10 @@ from cifar.export.params import EXPORT
 
 
 def export(settings, artifacts=Artifacts(), progress=print):
+    from cifar.core.cpu import describe_cpu
     from cifar.export import convert
     from cifar.export.classifiers import load_classifier, single_image_latency
     from cifar.models.saved import computes_in_bfloat16, float32_copy
-    from cifar.training.precision import describe_cpu
 
     arrays, _ = artifacts.load_prepared()
     keras_model = load_classifier(artifacts.model)
@@ -39,7 +39,7 @@ def export(settings, artifacts=Artifacts(), progress=print):
         progress("converting to TFLite: float32, then int8 ...")
         write_bytes(artifacts.tflite_float, convert.tflite_float(saved_model))
         write_bytes(artifacts.tflite_int8, convert.tflite_int8(saved_model, arrays["x_train"][representative]))
-    write_json(artifacts.export_dir / "classes.json", artifacts.load_classes(artifacts.model_classes))  # for predict
+    write_json(artifacts.export_classes, artifacts.load_classes(artifacts.model_classes))  # for predict
     reference = keras_model.predict(arrays["x_test"]).argmax(axis=1)
     record = {"cpu": describe_cpu(), "trained_precision": trained_precision}
     for name, path in (

@@ -18,14 +18,13 @@ from cifar.core.params import load_params
 def main(argv=None):
     cli.parser("stages.train", __doc__).parse_args(argv)
     # After the arguments: TensorFlow takes seconds to import, and --help needs none of it.
-    from cifar.models.registry import model_spec
     from cifar.training.loop import train
-    from cifar.training.params import TRAIN
+    from cifar.zoo import TRAIN_RULES, model_spec
 
-    settings = load_params({"train": TRAIN})["train"]
+    settings = load_params({"train": TRAIN_RULES})["train"]
     spec = model_spec(settings["model"])
     recipe = load_params({spec.name: spec.recipe})[spec.name]
-    train(settings, recipe, Artifacts())
+    train(spec, settings, recipe, Artifacts())
 
 
 if __name__ == "__main__":

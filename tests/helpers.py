@@ -50,14 +50,13 @@ def prepare_workspace(path, *, precision, train_images=100, test_images=40, **tr
 
 
 def training_params(path):
-    """(train settings, the chosen model's recipe) from the params.yaml in `path`, validated."""
+    """(the chosen model's spec, train settings, its recipe) from the params.yaml in `path`, validated."""
     from cifar.core.params import load_params
-    from cifar.models.registry import model_spec
-    from cifar.training.params import TRAIN
+    from cifar.zoo import TRAIN_RULES, model_spec
 
-    settings = load_params({"train": TRAIN}, Path(path) / "params.yaml")["train"]
+    settings = load_params({"train": TRAIN_RULES}, Path(path) / "params.yaml")["train"]
     spec = model_spec(settings["model"])
-    return settings, load_params({spec.name: spec.recipe}, Path(path) / "params.yaml")[spec.name]
+    return spec, settings, load_params({spec.name: spec.recipe}, Path(path) / "params.yaml")[spec.name]
 
 
 def views_by_hand(batch, level=2):
@@ -79,8 +78,8 @@ def train_in_workspace(path, callbacks=()):
     """The train stage's work, in this process, on workspace `path` (every input and output under it)."""
     from cifar.training.loop import train
 
-    settings, recipe = training_params(path)
-    return train(settings, recipe, Artifacts(path), callbacks=callbacks)
+    spec, settings, recipe = training_params(path)
+    return train(spec, settings, recipe, Artifacts(path), callbacks=callbacks)
 
 
 def stage_env():

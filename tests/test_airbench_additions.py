@@ -15,9 +15,10 @@ from cifar.models.fast_net import RECIPE, whitening_kernel, whitening_layer_weig
 from cifar.models.fast_net import build as fast_cnn
 from cifar.models.layers import ScaledBias
 from cifar.training.batches import training_batches
-from cifar.training.callbacks import FreezeAfter, recipe_callbacks
+from cifar.training.callbacks import FreezeAfter
 from cifar.training.lookahead import Lookahead
 from cifar.training.schedules import Triangle
+from cifar.zoo import model_spec
 from tests.conftest import PROJECT, set_params
 from tests.helpers import prepare_workspace, train_in_workspace
 
@@ -180,6 +181,7 @@ def test_lookahead_pulls_the_weights_as_airbenchs_lookahead_state():
 
 
 def test_recipe_asks_for_its_callbacks(recipe):
+    recipe_callbacks = model_spec("fast").callbacks
     freeze, lookahead = recipe_callbacks(recipe, steps_per_epoch=7)
     assert (freeze.layer_name, freeze.epochs) == ("whiten_bias", recipe["whiten_bias_epochs"])
     assert (lookahead.every, lookahead.start_epoch, lookahead.total_steps) == (
@@ -188,7 +190,7 @@ def test_recipe_asks_for_its_callbacks(recipe):
         7 * recipe["epochs"],
     )
     assert recipe_callbacks({**recipe, "whiten_bias_epochs": None, "lookahead_every": 0}, 7) == []
-    assert recipe_callbacks({"epochs": 10, "batch_size": 32}, 7) == []  # seed_cnn's recipe has neither
+    assert model_spec("seed_cnn").callbacks(recipe, 7) == []  # the tutorial's model has none
 
 
 def test_killed_run_with_every_addition_resumes_exactly(tmp_path):

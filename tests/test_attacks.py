@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
+from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.data.datasets import read_dataset
 from tests.conftest import PROJECT, set_params
@@ -58,8 +59,8 @@ def reference(tmp_path_factory):
 
 
 def assert_same_results(workspace, reference):
-    assert (workspace / "reports/metrics.json").read_bytes() == (reference / "reports/metrics.json").read_bytes()
-    assert_same_weights(weights_of(workspace / "models/model.keras"), weights_of(reference / "models/model.keras"))
+    assert Artifacts(workspace).metrics.read_bytes() == Artifacts(reference).metrics.read_bytes()
+    assert_same_weights(weights_of(Artifacts(workspace).model), weights_of(Artifacts(reference).model))
 
 
 @pytest.mark.slow
@@ -77,7 +78,7 @@ def test_train_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, reference
     checkpoints = sorted(path.name for path in tmp_path.glob(".train_state/*/epoch-*.keras"))
     if point == "final-rename":  # the whole model written, killed before its rename: not under the real name
         assert list((tmp_path / "models").glob(".model.keras.*.tmp.keras"))
-        assert not (tmp_path / "models/model.keras").exists()
+        assert not Artifacts(tmp_path).model.exists()
         assert checkpoints == [f"epoch-{EPOCHS:04d}.keras"]
     else:  # killed in the second epoch, or as the first checkpoint landed: that checkpoint is the state
         assert checkpoints == ["epoch-0001.keras"]
@@ -87,12 +88,12 @@ def test_train_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, reference
         run_stage_process("evaluate", tmp_path)
         assert_same_results(tmp_path, reference)
     else:
-        assert_same_weights(weights_of(tmp_path / "models/model.keras"), weights_of(reference / "models/model.keras"))
+        assert_same_weights(weights_of(Artifacts(tmp_path).model), weights_of(Artifacts(reference).model))
     for tsv in ("train/loss.tsv", "eval/accuracy.tsv"):  # the resumed history is the whole history
-        a = (tmp_path / "reports/train/plots/metrics" / tsv).read_text()
-        assert a == (reference / "reports/train/plots/metrics" / tsv).read_text()
+        a = (Artifacts(tmp_path).history_dir / tsv).read_text()
+        assert a == (Artifacts(reference).history_dir / tsv).read_text()
         assert len(a.splitlines()) == 1 + EPOCHS
-    assert not any((tmp_path / ".train_state").iterdir())  # state removed after success
+    assert not any(Artifacts(tmp_path).train_state.iterdir())  # state removed after success
 
 
 # The fast model with its random flips and shifts on: a resume must restore their random state too.
@@ -114,14 +115,14 @@ def test_train_killed_mid_epoch_then_rerun_equals_an_uninterrupted_run_of_the_sa
     run_attacked("mid-epoch", "train", attacked)
     result = run_stage_process("train", attacked)
     assert "resuming from" in result.stdout and f"precision: {precision}" in result.stdout
-    assert_same_weights(weights_of(attacked / "models/model.keras"), weights_of(reference / "models/model.keras"))
+    assert_same_weights(weights_of(Artifacts(attacked).model), weights_of(Artifacts(reference).model))
 
 
 @pytest.mark.parametrize("point", ["mid-write", "final-rename"])
 def test_preprocess_killed_mid_write_leaves_the_good_outputs_or_none(tmp_path, point):
     prepare_workspace(tmp_path, precision="float32")  # no training here
     run_stage_process("fetch", tmp_path)
-    prepared = tmp_path / "data/prepared"
+    prepared = Artifacts(tmp_path).prepared_dir
     before = {path.name: path.read_bytes() for path in prepared.iterdir()}
     set_params(tmp_path, preprocess={"max_train_images": 60})  # the next run writes other arrays
     run_attacked(point, "preprocess", tmp_path)
@@ -153,8 +154,8 @@ def limited_file_size(limit):
 def test_full_disk_gives_one_error_line_and_keeps_the_previous_output(tmp_path, reference, stage, limit, victim):
     tmp_path = Path(shutil.copytree(reference, tmp_path / "workspace"))  # prepared data and a trained model
     run_stage_process("fetch", tmp_path)
-    before = {path: path.read_bytes() for path in (tmp_path / "data/prepared").iterdir()}
-    before[tmp_path / "models/model.keras"] = (tmp_path / "models/model.keras").read_bytes()
+    before = {path: path.read_bytes() for path in Artifacts(tmp_path).prepared_dir.iterdir()}
+    before[Artifacts(tmp_path).model] = Artifacts(tmp_path).model.read_bytes()
     set_params(tmp_path, train={"seed": 8})  # train must rerun; preprocess rewrites the same arrays
     result = run_stage_process(stage, tmp_path, check=False, preexec_fn=limited_file_size(limit))
     assert result.returncode == 2
@@ -225,12 +226,12 @@ def test_fetch_killed_mid_download_then_rerun_completes(tmp_path):
         handler.release.set()
         # killed mid-download: the download had begun its file in the cache (its bytes may not be flushed yet)
         assert partial.stat().st_size < len(handler.payload)
-        assert not (tmp_path / "data/raw").exists()
+        assert not Artifacts(tmp_path).raw_dir.exists()
         result = subprocess.run(
             [sys.executable, "-m", "stages.fetch"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
         assert result.returncode == 0, result.stderr
-        assert (tmp_path / "data/raw/dataset").read_bytes() == archive.read_bytes()
+        assert Artifacts(tmp_path).raw_dataset.read_bytes() == archive.read_bytes()
         assert handler.requests == 2
     finally:
         httpd.shutdown()

@@ -39,7 +39,7 @@ def trained(request, tmp_path_factory):
 
 def test_the_float32_copy_holds_the_same_weights_and_computes_in_float32(trained):
     path, _ = trained
-    model = load_trained_model(path / "models/model.keras")
+    model = load_trained_model(Artifacts(path).model)
     assert computes_in_bfloat16(model)
     copy = float32_copy(model)
     assert not computes_in_bfloat16(copy) and {layer.compute_dtype for layer in copy.layers} == {"float32"}

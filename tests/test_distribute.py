@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from cifar.core.artifacts import Artifacts
 from cifar.models.saved import load_trained_model
 from tests.conftest import set_params
 from tests.helpers import prepare_workspace, stage_env, train_in_workspace
@@ -41,11 +42,11 @@ def one_device(tmp_path_factory):
 
 
 def weights(path):
-    return load_trained_model(path / "models/model.keras").get_weights()
+    return load_trained_model(Artifacts(path).model).get_weights()
 
 
 def history(path):
-    return json.loads((path / "reports/train/metrics.json").read_text())
+    return json.loads((Artifacts(path).train_reports / "metrics.json").read_text())
 
 
 def assert_same_training(path, reference, atol=1e-4):
@@ -115,9 +116,9 @@ def test_two_workers_on_loopback_train_together_and_only_the_chief_writes(one_de
     for output in [finish(process) for process in start_workers(workers)]:
         assert "strategy: multi_worker (CollectiveAllReduceStrategy, 2 replica(s))" in output
     chief, other = workers
-    assert (chief / "models/model.keras").is_file() and (chief / "reports/train/metrics.json").is_file()
-    assert not (other / "models").exists() and not (other / "reports/train").exists()
-    assert not any((other / ".train_state").iterdir()), "the worker's checkpoints are cleared at the end"
+    assert Artifacts(chief).model.is_file() and (Artifacts(chief).train_reports / "metrics.json").is_file()
+    assert not (other / "models").exists() and not Artifacts(other).train_reports.exists()
+    assert not any(Artifacts(other).train_state.iterdir()), "the worker's checkpoints are cleared at the end"
     assert_same_training(chief, one_device)
 
 
@@ -128,7 +129,7 @@ def test_workers_at_different_epochs_refuse_to_resume(one_device):
 
     pristine = one_device.with_name("pristine")
     workers = [workspace_copy(pristine, one_device.with_name(f"split{i}"), strategy="multi_worker") for i in (0, 1)]
-    key = run_key(*training_params(workers[1]), Artifacts(workers[1]))
+    key = run_key(*training_params(workers[1])[1:], Artifacts(workers[1]))
     state = workers[1] / ".train_state" / f"{key}-worker-1"
     state.mkdir(parents=True)
     (state / "epoch-0001.keras").write_bytes(b"")  # a checkpoint the chief does not have

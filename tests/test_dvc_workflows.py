@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cifar.core.artifacts import Artifacts
 from tests.datagen import write_cifar_archive
 from tests.dvc_repo import Repo, command_env, make_repo
 from tests.helpers import wait_for
@@ -50,11 +51,11 @@ def read_json(path):
 
 
 def test_metrics_params_and_plots_diff_between_commits(repo):
-    old_metrics = read_json(repo.path / "reports/metrics.json")
-    old_stimuli = read_json(repo.path / "reports/stimuli.json")
+    old_metrics = read_json(Artifacts(repo.path).metrics)
+    old_stimuli = read_json(Artifacts(repo.path).stimuli_record)
     repo.set_params(seed_cnn={"learning_rate": 0.001, "epochs": 2})
     assert ran_stages(repo.dvc("repro").stdout) == STAGES[STAGES.index("train") :]
-    new_metrics = read_json(repo.path / "reports/metrics.json")
+    new_metrics = read_json(Artifacts(repo.path).metrics)
 
     metrics = json.loads(repo.dvc("metrics", "diff", "HEAD", "--all", "--json").stdout)
     accuracy = metrics["reports/metrics.json"]["accuracy"]
@@ -64,7 +65,7 @@ def test_metrics_params_and_plots_diff_between_commits(repo):
     stimulus = metrics["reports/stimuli.json"]["layers.leaky_re_lu_4.mean_activation"]
     assert stimulus["old"] == old_stimuli["layers"]["leaky_re_lu_4"]["mean_activation"]
     assert (
-        stimulus["new"] == read_json(repo.path / "reports/stimuli.json")["layers"]["leaky_re_lu_4"]["mean_activation"]
+        stimulus["new"] == read_json(Artifacts(repo.path).stimuli_record)["layers"]["leaky_re_lu_4"]["mean_activation"]
     )
 
     params = json.loads(repo.dvc("params", "diff", "HEAD", "--json").stdout)["params.yaml"]
@@ -135,10 +136,10 @@ def test_exp_run_records_and_survives_a_kill(baseline, tmp_path):
     experiment = next(e for row in rows for e in (row.get("experiments") or []) if e["name"] == "two-epochs")
     data = experiment["revs"][0]["data"]  # the experiment records its params and metrics
     assert data["params"]["params.yaml"]["data"]["seed_cnn"]["epochs"] == 2
-    assert data["metrics"]["reports/metrics.json"]["data"] == read_json(reference.path / "reports/metrics.json")
+    assert data["metrics"]["reports/metrics.json"]["data"] == read_json(Artifacts(reference.path).metrics)
     # ... and the training figures DVCLive logged for its last epoch
     assert data["metrics"]["reports/train/metrics.json"]["data"] == read_json(
-        reference.path / "reports/train/metrics.json"
+        Artifacts(reference.path).train_reports / "metrics.json"
     )
     assert {"loss", "accuracy"} <= set(data["metrics"]["reports/train/metrics.json"]["data"]["train"])
     # ... and what `auto` resolved on this machine
@@ -153,7 +154,7 @@ def test_exp_run_records_and_survives_a_kill(baseline, tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: the kill takes dvc and the stage it runs
     )
-    checkpoint = lambda: any((killed.path / ".train_state").glob("*/epoch-0001.keras"))  # noqa: E731
+    checkpoint = lambda: any(Artifacts(killed.path).train_state.glob("*/epoch-0001.keras"))  # noqa: E731
     assert wait_for(checkpoint, process, timeout=300), "no checkpoint appeared"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -161,15 +162,13 @@ def test_exp_run_records_and_survives_a_kill(baseline, tmp_path):
     rerun = killed.dvc("exp", "run", *change)
     assert "resuming from" in rerun.stdout
     a, b = (
-        read_json(killed.path / "reports/train/metrics.json"),
-        read_json(reference.path / "reports/train/metrics.json"),
+        read_json(Artifacts(killed.path).train_reports / "metrics.json"),
+        read_json(Artifacts(reference.path).train_reports / "metrics.json"),
     )
     del a["train"]["elapsed_s"], b["train"]["elapsed_s"]  # wall time differs between any two runs
     assert a == b
-    assert (killed.path / "reports/metrics.json").read_bytes() == (reference.path / "reports/metrics.json").read_bytes()
-    assert_same_weights(
-        weights_of(killed.path / "models/model.keras"), weights_of(reference.path / "models/model.keras")
-    )
+    assert Artifacts(killed.path).metrics.read_bytes() == Artifacts(reference.path).metrics.read_bytes()
+    assert_same_weights(weights_of(Artifacts(killed.path).model), weights_of(Artifacts(reference.path).model))
 
 
 def test_queued_grid_runs_and_compares(repo):
@@ -199,8 +198,7 @@ def test_queued_grid_runs_and_compares(repo):
     repo.dvc("exp", "apply", chosen["name"])
     assert yaml.safe_load((repo.path / "params.yaml").read_text())["evaluate"]["seed"] == 2
     assert (
-        read_json(repo.path / "reports/metrics.json")
-        == chosen["revs"][0]["data"]["metrics"]["reports/metrics.json"]["data"]
+        read_json(Artifacts(repo.path).metrics) == chosen["revs"][0]["data"]["metrics"]["reports/metrics.json"]["data"]
     )
     repo.commit(f"Adopt {chosen['name']}")
     assert repo.dvc("status").stdout.strip() == "Data and pipelines are up to date."
@@ -215,9 +213,9 @@ def test_share_through_a_local_remote(repo, tmp_path):
     clone_path = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(repo.path), str(clone_path)], check=True)
     clone = Repo(clone_path)
-    assert not (clone_path / "models/model.keras").exists()
+    assert not Artifacts(clone_path).model.exists()
     clone.dvc("pull")
-    assert (clone_path / "models/model.keras").read_bytes() == (repo.path / "models/model.keras").read_bytes()
+    assert Artifacts(clone_path).model.read_bytes() == Artifacts(repo.path).model.read_bytes()
     assert ran_stages(clone.dvc("repro").stdout) == []
     assert clone.dvc("status").stdout.strip() == "Data and pipelines are up to date."
 
@@ -278,10 +276,10 @@ def assert_every_image_draws(dom, count):
 
 
 def test_report_compares_with_base_and_its_pages_draw(repo, tmp_path):
-    old = read_json(repo.path / "reports/metrics.json")
+    old = read_json(Artifacts(repo.path).metrics)
     repo.set_params(seed_cnn={"learning_rate": 0.001})
     repo.dvc("repro")
-    new = read_json(repo.path / "reports/metrics.json")
+    new = read_json(Artifacts(repo.path).metrics)
     with image_host(tmp_path / "assets") as (upload, url):
         repo.run(sys.executable, "-m", "stages.report", "--base", "HEAD", "--publish-with", str(upload))
         check_report(repo, tmp_path, old, new, url)
@@ -311,7 +309,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def check_report(repo, tmp_path, old, new, url):
-    report = (repo.path / "reports/report.md").read_text()
+    report = Artifacts(repo.path).report.read_text()
     assert (
         report.splitlines()[2]
         == f"Compared with the base `HEAD` ({repo.git('rev-parse', '--short', 'HEAD').stdout.strip()})."
@@ -337,7 +335,7 @@ def check_report(repo, tmp_path, old, new, url):
     # metrics 1 column, classes 2 (recall, F1), layers 2, corruptions 1, export formats 4
     assert len(re.findall(r"<th[^>]*>base</th>", dom)) == len(changes) + 1 and len(changes) == 1 + 2 + 2 + 1 + 4
     # As the pull-request comment shows it: away from the repository, every image from its uploaded URL.
-    published = (repo.path / "reports/report.published.md").read_text()
+    published = Artifacts(repo.path).published_report.read_text()
     assert f"]({url}/" in published and not re.search(rf"\]\((?!{re.escape(url)})", published)
     elsewhere = tmp_path / "comment"
     elsewhere.mkdir()
@@ -345,7 +343,7 @@ def check_report(repo, tmp_path, old, new, url):
         draw(render_as_a_code_host(published, elsewhere / "comment.html"), tmp_path / "c2"), len(images)
     )
 
-    page = repo.path / "reports/plots/index.html"
+    page = Artifacts(repo.path).plots_page_dir / "index.html"
     assert "cdn.jsdelivr" not in page.read_text()  # Vega is inlined: the page draws offline
     # vega-embed draws each chart into an element of class "marks": one per data plot of dvc.yaml (loss,
     # accuracy, learning rate, confusion, reliability, accuracy per class, corruptions); images are <img>.
@@ -356,17 +354,17 @@ def check_report(repo, tmp_path, old, new, url):
 def test_report_against_a_base_without_results_says_so_and_shows_this_run(repo):
     first = repo.git("rev-list", "--max-parents=0", "HEAD").stdout.strip()  # the project, before any run
     repo.run(sys.executable, "-m", "stages.report", "--base", first)
-    report = (repo.path / "reports/report.md").read_text()
+    report = Artifacts(repo.path).report.read_text()
     short = repo.git("rev-parse", "--short", first).stdout.strip()
     assert report.splitlines()[2] == (
         f"The base `{first}` ({short}) has no results yet (no `reports/metrics.json` there): "
         "this run's numbers and figures are shown alone."
     )
-    accuracy = read_json(repo.path / "reports/metrics.json")["accuracy"]
+    accuracy = read_json(Artifacts(repo.path).metrics)["accuracy"]
     assert f"| accuracy | {accuracy:.4f} | – |  |" in report
     assert "![confusion matrix](figures/confusion_matrix.png)" in report
     repo.run(sys.executable, "-m", "stages.report", "--base", "no-such-branch")
-    assert (repo.path / "reports/report.md").read_text().splitlines()[2] == (
+    assert Artifacts(repo.path).report.read_text().splitlines()[2] == (
         "No base revision `no-such-branch` found: this run's numbers and figures are shown alone."
     )
 

@@ -62,7 +62,7 @@ def trained(tmp_path_factory):
 def test_evaluate_writes_metrics_and_figures(trained):
     path = trained["seed_cnn"]
     metrics = evaluate({"batch_size": 256, "seed": 0, "mistakes": 16}, artifacts=Artifacts(path))
-    on_disk = json.loads((path / "reports/metrics.json").read_text())
+    on_disk = json.loads(Artifacts(path).metrics.read_text())
     assert on_disk == metrics
     assert 0 <= on_disk["accuracy"] <= 1 and on_disk["loss"] > 0
     assert set(on_disk["per_class"]) == set(CLASSES)

@@ -12,8 +12,8 @@ from cifar.evaluation import tta
 from cifar.models.fast_net import RECIPE, augmentation, whitening_kernel
 from cifar.models.fast_net import build as fast_cnn
 from cifar.models.layers import ScaledBias
-from cifar.models.registry import build_model
 from cifar.models.saved import load_trained_model
+from cifar.zoo import build_model
 from tests.conftest import PROJECT, set_params
 from tests.helpers import prepare_workspace, train_in_workspace, views_by_hand
 
@@ -114,10 +114,10 @@ def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visual
     assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
     assert type(model.optimizer).__name__ == "SGD" and model.optimizer.use_ema and model.optimizer.nesterov
     assert model.loss.label_smoothing == 0.2
-    loaded = load_trained_model(tmp_path / "models/model.keras")
+    loaded = load_trained_model(Artifacts(tmp_path).model)
     batch = images(4)
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
-    assert json.loads((tmp_path / "models/classes.json").read_text())
+    assert json.loads(Artifacts(tmp_path).model_classes.read_text())
 
     metrics = evaluate(params["evaluate"], params["tta"]["fast"], artifacts)
     assert 0 <= metrics["accuracy"] <= 1 and set(metrics["per_class"]) == set(

@@ -83,7 +83,7 @@ def fetch_source(workspace, source, retries=1, timeout=10):
 
 def earlier_output(workspace):
     """A good data/raw/dataset from an earlier run, which a failing fetch must leave as it is."""
-    out = workspace / "data/raw/dataset"
+    out = Artifacts(workspace).raw_dataset
     out.parent.mkdir(parents=True)
     out.write_bytes(b"good earlier output")
 
@@ -111,7 +111,7 @@ def test_bad_transfer_is_retried_then_fails_leaving_nothing(workspace, server, m
     assert handler.requests == 2
     cache = workspace / "keras_home" / "datasets"
     assert list(cache.iterdir()) == [], "a failed download is not kept"
-    assert (workspace / "data/raw/dataset").read_bytes() == b"good earlier output"
+    assert Artifacts(workspace).raw_dataset.read_bytes() == b"good earlier output"
 
 
 def test_partial_file_in_cache_is_not_taken_as_good(workspace, server):
@@ -216,7 +216,7 @@ def test_missing_and_truncated_sources(workspace, capsys):
     set_params(workspace, fetch={"source": str(archive)})
     assert cli.run(main, []) == 2
     assert f"{archive}: archive is truncated" in capsys.readouterr().err
-    assert (workspace / "data/raw/dataset").read_bytes() == b"good earlier output"
+    assert Artifacts(workspace).raw_dataset.read_bytes() == b"good earlier output"
 
 
 def test_without_a_checksum_the_source_is_downloaded_afresh_each_time(workspace, server):

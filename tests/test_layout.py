@@ -3,10 +3,12 @@ proper commands, stages never import stages, and no module imports itself throug
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
+from cifar.core.artifacts import OTHER, OUTS, Artifacts
 from cifar.core.codegraph import PROJECT_ROOT, files_run_by, imported_names, module_file
 from tests.helpers import stage_env
 
@@ -64,8 +66,60 @@ def test_the_code_walk_finds_imports_anywhere_in_a_module(tmp_path):
     assert module_file("os", tmp_path) is None
 
 
+def test_a_package_that_lists_its_modules_runs_all_of_them(tmp_path):
+    """cifar/zoo finds its models by listing itself: every module in it is code the importer runs."""
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "zoo/__init__.py").write_text(
+        "import pkgutil\nNAMES = [m.name for m in pkgutil.iter_modules(__path__)]\n"
+    )
+    (tmp_path / "zoo/one.py").write_text("")
+    (tmp_path / "zoo/two.py").write_text("")
+    (tmp_path / "user.py").write_text("import zoo\n")
+    assert relative_to(files_run_by("user", tmp_path), tmp_path) == {
+        "user.py",
+        "zoo/__init__.py",
+        "zoo/one.py",
+        "zoo/two.py",
+    }
+
+
 def relative_to(paths, root):
     return {path.relative_to(root).as_posix() for path in paths}
+
+
+def test_models_and_training_never_import_each_other():
+    """Architectures and loading (cifar/models) need no training code, and training needs no model: the
+    zoo (cifar/zoo) joins them, and only the train stage uses it."""
+    for name, imported in import_graph().items():
+        if name.startswith("cifar.models"):
+            assert not {m for m in imported if m.startswith(("cifar.training", "cifar.zoo"))}, name
+        if name.startswith("cifar.training"):
+            assert not {m for m in imported if m.startswith(("cifar.models", "cifar.zoo"))}, name
+    users = {name for name, imported in import_graph().items() if any(m.startswith("cifar.zoo") for m in imported)}
+    assert {name for name in users if not name.startswith("cifar.zoo")} == {"stages.train"}
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "robustness", "export", "visualize"])
+def test_the_stages_that_only_predict_depend_on_no_training_code(stage):
+    deps = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    assert [dep for dep in deps if dep.startswith(("cifar/training/", "cifar/zoo/"))] == []
+    assert "cifar/models/saved.py" in deps  # they do load the model
+
+
+def test_the_table_of_paths_is_dvc_yamls_outs_and_what_lies_outside_them():
+    outs = set()
+    for stage in yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"].values():
+        outs |= {next(iter(out)) if isinstance(out, dict) else out for out in stage.get("outs", [])}
+    assert set(OUTS.values()) == outs and len(set(OUTS.values())) == len(OUTS)
+    for name, path in OTHER.items():  # inside an out, or written by no stage of dvc.yaml
+        inside = [out for out in outs if path == out or path.startswith(out + "/")]
+        assert not inside or path not in outs, name
+    assert (
+        Artifacts("w").model == Path("w/models/model.keras")
+        and Artifacts().prepared_array("y_test").name == "y_test.npy"
+    )
+    with pytest.raises(AttributeError, match="no artifact 'modle'"):
+        Artifacts().modle  # noqa: B018
 
 
 def test_stages_never_import_stages():

@@ -29,7 +29,7 @@ def trained_accuracy(path, model, shuffle_labels=False):
     params = prepare_workspace(path, precision="float32", train_images=200, test_images=100, model=model, **recipe)
     set_params(path, fast=fast)
     if shuffle_labels:  # what a gather with the wrong index, or a preprocess that mixes up pairs, amounts to
-        labels = path / "data/prepared/y_train.npy"
+        labels = Artifacts(path).y_train
         np.save(labels, np.random.default_rng(0).permutation(np.load(labels)))
     train_in_workspace(path)
     return evaluate(params["evaluate"], artifacts=Artifacts(path))["accuracy"]

@@ -3,8 +3,7 @@ import yaml
 
 from cifar.core import cli
 from cifar.core.params import load_params
-from cifar.models.registry import MODEL_NAMES, MODELS, build_model, model_spec
-from cifar.training.params import TRAIN
+from cifar.zoo import MODEL_NAMES, MODELS, TRAIN_RULES, build_model, model_spec
 from stages import evaluate, export, fetch, preprocess, robustness, train, visualize
 from tests.conftest import PROJECT, set_params
 from tests.datagen import write_cifar_archive
@@ -17,7 +16,7 @@ def run_and_capture(main, capsys):
 
 
 def test_project_params_are_valid_and_the_tutorials_recipe():
-    schema = {"train": TRAIN, **{name: spec.recipe for name, spec in MODELS.items()}}
+    schema = {"train": TRAIN_RULES, **{name: spec.recipe for name, spec in MODELS.items()}}
     params = load_params(schema, PROJECT / "params.yaml")
     assert params["train"]["model"] == "seed_cnn"
     tutorial = params["seed_cnn"]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from cifar.core.artifacts import Artifacts
 from cifar.models.saved import computes_in_bfloat16, load_trained_model
 from tests.conftest import PROJECT
 from tests.datagen import (
@@ -43,7 +44,7 @@ def ran_stages(output):
 def test_dvc_repro_end_to_end_noop_and_evaluate_only(tmp_path):
     repo = repro_every_stage(tmp_path, "float32")
     root = repo.path
-    metrics = json.loads((root / "reports/metrics.json").read_text())
+    metrics = json.loads(Artifacts(root).metrics.read_text())
     shown = json.loads(repo.dvc("metrics", "show", "--json").stdout)
     workspace_metrics = shown[""]["data"]["reports/metrics.json"]["data"]
     assert workspace_metrics["accuracy"] == metrics["accuracy"]
@@ -52,11 +53,11 @@ def test_dvc_repro_end_to_end_noop_and_evaluate_only(tmp_path):
     assert ran_stages(second.stdout) == []
     assert repo.dvc("status").stdout.strip() == "Data and pipelines are up to date."
 
-    before = (root / "models/model.keras").read_bytes()
+    before = Artifacts(root).model.read_bytes()
     repo.set_params(evaluate={"seed": 5})
     third = repo.dvc("repro")
     assert ran_stages(third.stdout) == ["evaluate"]
-    assert (root / "models/model.keras").read_bytes() == before
+    assert Artifacts(root).model.read_bytes() == before
 
 
 def repro_every_stage(tmp_path, precision, env=None):
@@ -73,15 +74,15 @@ def repro_every_stage(tmp_path, precision, env=None):
     for stage, entry in lock.items():
         for out in entry["outs"]:
             assert (root / out["path"]).exists() and out["size"] > 0, (stage, out["path"])
-    assert np.load(root / "data/prepared/x_train.npy").shape == (100, 32, 32, 3)
-    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert np.load(Artifacts(root).x_train).shape == (100, 32, 32, 3)
+    metrics = json.loads(Artifacts(root).metrics.read_text())
     assert 0 <= metrics["accuracy"] <= 1 and metrics["loss"] > 0
     for figure in ("samples.png", "confusion_matrix.png", "predictions.png", "gradcam.png", "stimuli/classes.png"):
         assert (root / "reports/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    resolved = yaml.safe_load((root / "reports/train/params.yaml").read_text())["precision"]
-    bfloat16 = computes_in_bfloat16(load_trained_model(root / "models/model.keras"))
+    resolved = yaml.safe_load((Artifacts(root).train_reports / "params.yaml").read_text())["precision"]
+    bfloat16 = computes_in_bfloat16(load_trained_model(Artifacts(root).model))
     assert bfloat16 == (resolved == "mixed_bfloat16")
-    exported = json.loads((root / "reports/export.json").read_text())
+    exported = json.loads(Artifacts(root).export_record.read_text())
     assert exported["trained_precision"] == resolved and exported["tflite_float32"]["agreement_with_keras"] >= 0.9
     return repo
 
@@ -126,11 +127,11 @@ def test_dvc_repro_runs_end_to_end_from_every_layout(tmp_path, layout):
     expected = STAGES if layout == "cifar100" else ["fetch", "preprocess", "train", "evaluate", "visualize"]
     assert ran_stages(repo.dvc("repro", *targets).stdout) == expected
     root = repo.path
-    assert json.loads((root / "models/classes.json").read_text()) == classes
-    assert set(json.loads((root / "reports/metrics.json").read_text())["per_class"]) == set(classes)
-    assert len(json.loads((root / "reports/stimuli.json").read_text())["classes"]) == len(classes)
-    rows = (root / "reports/eval/confusion.csv").read_text().splitlines()
-    assert len(rows) == 1 + len(np.load(root / "data/prepared/y_test.npy"))
+    assert json.loads(Artifacts(root).model_classes.read_text()) == classes
+    assert set(json.loads(Artifacts(root).metrics.read_text())["per_class"]) == set(classes)
+    assert len(json.loads(Artifacts(root).stimuli_record.read_text())["classes"]) == len(classes)
+    rows = Artifacts(root).confusion_data.read_text().splitlines()
+    assert len(rows) == 1 + len(np.load(Artifacts(root).y_test))
     for figure in ("confusion_matrix.png", "predictions.png", "stimuli/classes.png"):
         assert (root / "reports/figures" / figure).read_bytes()[:4] == b"\x89PNG"
     image = root / "query.png"

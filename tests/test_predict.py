@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from cifar.core import cli
+from cifar.core.artifacts import Artifacts
 from cifar.models.saved import load_trained_model
 from stages.predict import main
 from tests.datagen import encode_image
@@ -33,10 +34,10 @@ def write_images(folder):
 
 def test_top3_for_images_of_any_size_and_mode(trained, tmp_path, capsys):
     images = write_images(tmp_path)
-    assert cli.run(main, ["--model", str(trained / "models/model.keras"), "--json", *images]) == 0
+    assert cli.run(main, ["--model", str(Artifacts(trained).model), "--json", *images]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["errors"] == {} and list(out["predictions"]) == images
-    classes = json.loads((trained / "models/classes.json").read_text())
+    classes = json.loads(Artifacts(trained).model_classes.read_text())
     for ranked in out["predictions"].values():
         probabilities = [r["probability"] for r in ranked]
         assert len(ranked) == 3 and probabilities == sorted(probabilities, reverse=True)
@@ -55,11 +56,11 @@ def decode_by_hand(path):
 
 def test_top_class_is_the_models_argmax_on_the_same_pixels(trained, tmp_path, capsys):
     images = write_images(tmp_path)
-    model_file = trained / "models/model.keras"
+    model_file = Artifacts(trained).model
     assert cli.run(main, ["--model", str(model_file), "--json", "--top", "10", *images]) == 0
     out = json.loads(capsys.readouterr().out)["predictions"]
     probabilities = load_trained_model(model_file).predict(np.stack([decode_by_hand(p) for p in images]), verbose=0)
-    classes = json.loads((trained / "models/classes.json").read_text())
+    classes = json.loads(Artifacts(trained).model_classes.read_text())
     for path, expected in zip(images, probabilities):
         ranked = out[path]
         assert ranked[0]["class"] == classes[int(np.argmax(expected))]
@@ -69,7 +70,7 @@ def test_top_class_is_the_models_argmax_on_the_same_pixels(trained, tmp_path, ca
 
 def test_plain_output_one_line_per_image(trained, tmp_path, capsys):
     images = write_images(tmp_path)
-    cli.run(main, ["--model", str(trained / "models/model.keras"), "--top", "2", *images])
+    cli.run(main, ["--model", str(Artifacts(trained).model), "--top", "2", *images])
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == images
     assert all(len(line.split(": ", 1)[1].split(", ")) == 2 for line in lines)
@@ -83,7 +84,7 @@ def test_bad_files_are_reported_and_the_others_classified(trained, tmp_path, cap
     with pytest.raises(SystemExit) as exit_info:
         cli.run(
             main,
-            ["--model", str(trained / "models/model.keras"), "--json", str(corrupt), good, str(tmp_path), str(missing)],
+            ["--model", str(Artifacts(trained).model), "--json", str(corrupt), good, str(tmp_path), str(missing)],
         )
     assert exit_info.value.code == 1
     captured = capsys.readouterr()

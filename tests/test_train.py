@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from cifar.core.artifacts import Artifacts
-from cifar.models.registry import build_model
 from cifar.models.saved import load_trained_model
 from cifar.training import resume
 from cifar.training.batches import training_batches
 from cifar.training.loop import run_key
 from cifar.training.schedules import exponential, warmup_cosine
+from cifar.zoo import build_model
 from tests.helpers import prepare_workspace, train_in_workspace, training_params
 
 
@@ -94,7 +94,7 @@ def assert_same_weights(a, b):
 
 def test_changed_params_or_data_never_resume_from_other_state(tmp_path):
     prepare_workspace(tmp_path, precision="float32", epochs=2)
-    settings, recipe = training_params(tmp_path)
+    _, settings, recipe = training_params(tmp_path)
     artifacts = Artifacts(tmp_path)
     key = run_key(settings, recipe, artifacts)
     assert key == run_key(dict(settings), dict(recipe), artifacts)
@@ -125,14 +125,14 @@ def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, sche
 
     with pytest.raises(Crash):
         train_in_workspace(crashed, callbacks=[CrashAfterFirstEpoch()])
-    done, _, history = resume.latest_checkpoint(next((crashed / ".train_state").iterdir()))
+    done, _, history = resume.latest_checkpoint(next(Artifacts(crashed).train_state.iterdir()))
     assert done == 1 and len(history["loss"]) == 1
     _, resumed_history = train_in_workspace(crashed)
     _, fresh_history = train_in_workspace(fresh)
     assert without_clock(resumed_history) == without_clock(fresh_history)
     elapsed = resumed_history["elapsed_s"]
     assert len(elapsed) == 2 and 0 < elapsed[0] < elapsed[1]  # the clock went on from the checkpoint
-    assert_same_weights(weights_of(crashed / "models/model.keras"), weights_of(fresh / "models/model.keras"))
+    assert_same_weights(weights_of(Artifacts(crashed).model), weights_of(Artifacts(fresh).model))
 
 
 def test_checkpoint_without_history_is_ignored(tmp_path):

@@ -8,9 +8,9 @@ from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.figures.stimuli import kernels_figure, mosaic, stimuli_figure
 from cifar.models.inputs import normalized_input
-from cifar.models.registry import build_model
 from cifar.visualization import stimuli
 from cifar.visualization.stimuli import activation_record as layer_record
+from cifar.zoo import build_model
 from stages.visualize import visualize
 from tests.helpers import prepare_workspace, train_in_workspace
 
@@ -53,6 +53,15 @@ def test_finds_activation_after_batchnorm_but_not_after_dense():
     x = keras.layers.ReLU(name="dense_relu")(x)
     model = keras.Model(inputs, x)
     assert [layer.name for layer in stimuli.conv_activation_layers(model)] == ["conv_relu"]
+
+
+def test_a_conv_with_its_own_activation_counts_and_a_linear_one_does_not():
+    inputs, x = normalized_input()
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="fused")(x)
+    x = keras.layers.Conv2D(4, 3, name="linear")(x)
+    x = keras.layers.Conv2D(4, 3, activation="elu", name="fused_too")(x)
+    model = keras.Model(inputs, x)
+    assert [layer.name for layer in stimuli.conv_activation_layers(model)] == ["fused", "fused_too"]
 
 
 def test_every_stimulus_raises_its_target_above_the_starting_noise():
@@ -151,14 +160,14 @@ def test_visualize_stage_outputs_and_determinism(tmp_path):
     train_in_workspace(tmp_path)
     params["visualize"]["iterations"] = 5
     record = visualize(params["visualize"], Artifacts(tmp_path), progress=lambda m: None)
-    first = (tmp_path / "reports/stimuli.json").read_text()
+    first = Artifacts(tmp_path).stimuli_record.read_text()
     stimuli_json = json.loads(first)
     assert list(stimuli_json["layers"]) == ["leaky_re_lu_1", "leaky_re_lu_2", "leaky_re_lu_3", "leaky_re_lu_4"]
     assert [v["filters"] for v in stimuli_json["layers"].values()] == [16, 32, 32, 64]
     assert len(stimuli_json["classes"]) == 10
     for name in [*stimuli_json["layers"], "classes"]:
         assert (tmp_path / f"reports/figures/stimuli/{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "reports/figures/kernels.png").is_file()
+    assert Artifacts(tmp_path).kernels_figure.is_file()
     assert record["layers"] == stimuli_json["layers"]
     visualize(params["visualize"], Artifacts(tmp_path), progress=lambda m: None)
-    assert (tmp_path / "reports/stimuli.json").read_text() == first
+    assert Artifacts(tmp_path).stimuli_record.read_text() == first

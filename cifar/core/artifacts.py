@@ -1,7 +1,7 @@
-"""Every file the pipeline writes and reads between stages, and how to read it back.
+"""Every file the pipeline writes and reads between stages, in one table, and how to read it back.
 
-Paths are relative to a workspace root (the repository, for DVC; a scratch folder, for tests),
-and they are the ones dvc.yaml declares.
+Paths are relative to a workspace root (the repository, for DVC; a scratch folder, for tests);
+OUTS are the ones dvc.yaml declares. Stages, tests and benchmarks name them through this table.
 """
 
 import json
@@ -14,184 +14,81 @@ from cifar.core.errors import PipelineError
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
+# dvc.yaml's outs, exactly (tests/test_layout.py keeps the two equal), by the stage that writes them.
+OUTS = {
+    # fetch: the verified dataset, `raw_dataset` in it
+    "raw_dir": "data/raw",
+    # preprocess
+    **{name: f"data/prepared/{name}.npy" for name in ARRAYS},
+    "prepared_classes": "data/prepared/classes.json",
+    "prepared_stats": "data/prepared/stats.json",  # mean and std of the normalised training pixels
+    "samples_figure": "reports/figures/samples.png",
+    # train
+    "model": "models/model.keras",
+    "model_classes": "models/classes.json",  # for predict: the model itself knows no class names
+    "train_reports": "reports/train",  # DVCLive's: per-epoch history, last metrics, what `auto` resolved
+    # evaluate
+    "metrics": "reports/metrics.json",
+    "confusion_data": "reports/eval/confusion.csv",
+    "confusion_figure": "reports/figures/confusion_matrix.png",
+    "predictions_figure": "reports/figures/predictions.png",
+    "reliability_data": "reports/eval/reliability.csv",  # per confidence bin: accuracy, confidence, images
+    "per_class_accuracy_data": "reports/eval/per_class_accuracy.csv",
+    "reliability_figure": "reports/figures/reliability.png",
+    "per_class_accuracy_figure": "reports/figures/per_class_accuracy.png",
+    "mistakes_figure": "reports/figures/mistakes.png",
+    "gradcam_figure": "reports/figures/gradcam.png",  # over the prediction grid's images
+    "gradcam_mistakes_figure": "reports/figures/gradcam_mistakes.png",
+    # robustness
+    "robustness_record": "reports/robustness.json",
+    "robustness_data": "reports/robustness/accuracy.csv",  # accuracy per severity, a column per corruption
+    "robustness_figure": "reports/figures/robustness.png",
+    # export
+    "saved_model": "models/export/saved_model",
+    "tflite_float": "models/export/model.tflite",
+    "tflite_int8": "models/export/model_int8.tflite",
+    "export_classes": "models/export/classes.json",
+    "export_record": "reports/export.json",  # each format's accuracy, agreement, size and latency
+    # visualize
+    "stimuli_record": "reports/stimuli.json",
+    "stimuli_dir": "reports/figures/stimuli",
+    "kernels_figure": "reports/figures/kernels.png",
+}
+
+# Paths inside those outs, and what is written outside DVC's pipeline.
+OTHER = {
+    "raw_dataset": "data/raw/dataset",  # the source archive, or a directory packed as an uncompressed tar
+    "prepared_dir": "data/prepared",
+    "export_dir": "models/export",
+    "history_dir": "reports/train/plots/metrics",  # DVCLive's per-epoch TSV files: train/loss.tsv, ...
+    "train_state": ".train_state",  # checkpoints of unfinished runs, one folder per run key; not tracked
+    # the report command
+    "report": "reports/report.md",
+    "published_report": "reports/report.published.md",  # images uploaded and linked by URL (CI's comment)
+    "plots_page_dir": "reports/plots",  # `dvc plots diff` drawn offline: its index.html
+    "curves_figure": "reports/figures/training_curves.png",
+}
+
+PATHS = {**OUTS, **OTHER}
+
 
 @dataclass(frozen=True)
 class Artifacts:
+    """Every path of PATHS as an attribute under `root`: Artifacts(root).model is root/models/model.keras."""
+
     root: Path = Path(".")
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
 
-    # fetch
-    @property
-    def raw_dir(self):
-        return self.root / "data/raw"
-
-    @property
-    def raw_dataset(self):
-        """The verified dataset: the source archive, or a directory packed as an uncompressed tar."""
-        return self.raw_dir / "dataset"
-
-    # preprocess
-    @property
-    def prepared_dir(self):
-        return self.root / "data/prepared"
+    def __getattr__(self, name):
+        try:
+            return self.root / PATHS[name]
+        except KeyError:
+            raise AttributeError(f"no artifact {name!r}; known: {', '.join(PATHS)}") from None
 
     def prepared_array(self, name):
-        return self.prepared_dir / f"{name}.npy"
-
-    @property
-    def prepared_classes(self):
-        return self.prepared_dir / "classes.json"
-
-    @property
-    def prepared_stats(self):
-        """Mean and std of the normalised training pixels (visualize shows stimuli at this contrast)."""
-        return self.prepared_dir / "stats.json"
-
-    @property
-    def samples_figure(self):
-        return self.root / "reports/figures/samples.png"
-
-    # train
-    @property
-    def model(self):
-        return self.root / "models/model.keras"
-
-    @property
-    def model_classes(self):
-        """The class names beside the model, for predict: the model itself knows none."""
-        return self.root / "models/classes.json"
-
-    @property
-    def train_reports(self):
-        """DVCLive's folder: per-epoch history, last-epoch metrics, the settings `auto` resolved."""
-        return self.root / "reports/train"
-
-    @property
-    def train_state(self):
-        """Checkpoints of unfinished runs, one folder per run key; neither a DVC output nor tracked by git."""
-        return self.root / ".train_state"
-
-    # evaluate
-    @property
-    def metrics(self):
-        return self.root / "reports/metrics.json"
-
-    @property
-    def confusion_data(self):
-        return self.root / "reports/eval/confusion.csv"
-
-    @property
-    def confusion_figure(self):
-        return self.root / "reports/figures/confusion_matrix.png"
-
-    @property
-    def predictions_figure(self):
-        return self.root / "reports/figures/predictions.png"
-
-    @property
-    def reliability_data(self):
-        """Per confidence bin: its centre, accuracy, mean confidence and images (the reliability diagram)."""
-        return self.root / "reports/eval/reliability.csv"
-
-    @property
-    def per_class_accuracy_data(self):
-        return self.root / "reports/eval/per_class_accuracy.csv"
-
-    @property
-    def reliability_figure(self):
-        return self.root / "reports/figures/reliability.png"
-
-    @property
-    def per_class_accuracy_figure(self):
-        return self.root / "reports/figures/per_class_accuracy.png"
-
-    @property
-    def mistakes_figure(self):
-        return self.root / "reports/figures/mistakes.png"
-
-    @property
-    def gradcam_figure(self):
-        """Grad-CAM over the prediction grid's images."""
-        return self.root / "reports/figures/gradcam.png"
-
-    @property
-    def gradcam_mistakes_figure(self):
-        return self.root / "reports/figures/gradcam_mistakes.png"
-
-    # robustness
-    @property
-    def robustness_record(self):
-        return self.root / "reports/robustness.json"
-
-    @property
-    def robustness_data(self):
-        """Accuracy per severity, a column per corruption (the plot of accuracy against severity)."""
-        return self.root / "reports/robustness/accuracy.csv"
-
-    @property
-    def robustness_figure(self):
-        return self.root / "reports/figures/robustness.png"
-
-    # export
-    @property
-    def export_dir(self):
-        return self.root / "models/export"
-
-    @property
-    def saved_model(self):
-        return self.export_dir / "saved_model"
-
-    @property
-    def tflite_float(self):
-        return self.export_dir / "model.tflite"
-
-    @property
-    def tflite_int8(self):
-        return self.export_dir / "model_int8.tflite"
-
-    @property
-    def export_record(self):
-        """Each format's test accuracy, file size and single-image latency."""
-        return self.root / "reports/export.json"
-
-    # visualize
-    @property
-    def stimuli_dir(self):
-        return self.root / "reports/figures/stimuli"
-
-    @property
-    def kernels_figure(self):
-        return self.root / "reports/figures/kernels.png"
-
-    @property
-    def stimuli_record(self):
-        return self.root / "reports/stimuli.json"
-
-    # the report command
-    @property
-    def report(self):
-        return self.root / "reports/report.md"
-
-    @property
-    def published_report(self):
-        """report.md with its images uploaded and linked by URL: for a pull-request comment or a job summary."""
-        return self.root / "reports/report.published.md"
-
-    @property
-    def plots_page_dir(self):
-        """`dvc plots diff` drawn offline: its index.html."""
-        return self.root / "reports/plots"
-
-    @property
-    def curves_figure(self):
-        return self.root / "reports/figures/training_curves.png"
-
-    @property
-    def history_dir(self):
-        """DVCLive's per-epoch TSV files: train/loss.tsv, eval/accuracy.tsv, ..."""
-        return self.train_reports / "plots/metrics"
+        return self.root / OUTS[name]
 
     # loaders
     def load_prepared(self):

@@ -38,6 +38,21 @@ def imported_names(path, package):
             yield from (f"{base}.{alias.name}" for alias in node.names)
 
 
+def discovers_its_modules(path):
+    """Whether a package's __init__ imports each of its modules by listing them (`pkgutil.iter_modules(__path__)`),
+    as cifar/zoo does: then importing the package runs every module in it."""
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    return any(
+        isinstance(node, ast.Call) and ast.unparse(node.func) == "pkgutil.iter_modules"
+        and any(ast.unparse(arg) == "__path__" for arg in node.args)
+        for node in ast.walk(tree)
+    )  # fmt: skip
+
+
+def package_modules(name, path):
+    return [f"{name}.{module.stem}" for module in sorted(path.parent.glob("*.py")) if module.name != "__init__.py"]
+
+
 def files_run_by(module, root=PROJECT_ROOT):
     """Sorted project files that running `module` may execute (package __init__ files included)."""
     root = Path(root)
@@ -56,6 +71,8 @@ def files_run_by(module, root=PROJECT_ROOT):
             files.add(path)
             package = name if path.name == "__init__.py" else name.rpartition(".")[0]
             todo.extend(imported_names(path, package))
+            if path.name == "__init__.py" and discovers_its_modules(path):
+                todo.extend(package_modules(name, path))
     return sorted(files)
 
 

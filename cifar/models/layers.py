@@ -1,10 +1,7 @@
-"""Layers of ours that saved models hold; importing this module registers them for loading
-(and the learning-rate schedule of ours that a saved fast model's optimizer holds)."""
+"""Layers of ours that saved models hold; importing this module registers them for loading."""
 
 import keras
 from keras import layers
-
-from cifar.training import schedules  # noqa: F401  registers schedules.Triangle
 
 
 @keras.saving.register_keras_serializable(package="cifar")

@@ -9,12 +9,16 @@ from cifar.models import layers  # noqa: F401  registers our layers, which saved
 
 
 def load_trained_model(model_file):
-    """keras.models.load_model, or PipelineError naming the file."""
+    """The model of `model_file` for prediction, or PipelineError naming the file.
+
+    Without its optimizer (`compile=False`): predicting needs none, and so no training code
+    (the fast model's optimizer holds a learning-rate schedule of cifar/training).
+    """
     model_file = Path(model_file)
     if not model_file.is_file():
         raise PipelineError(f"{model_file}: model not found; run `dvc repro` (or `dvc pull`) first")
     try:
-        return keras.models.load_model(model_file)
+        return keras.models.load_model(model_file, compile=False)
     except Exception as err:  # Keras raises many types for a damaged file
         raise PipelineError(f"{model_file}: cannot load the model: {err}") from err
 

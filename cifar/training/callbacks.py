@@ -8,7 +8,6 @@ import keras
 
 from cifar.core.atomic import atomic_path, write_json
 from cifar.training import resume
-from cifar.training.lookahead import Lookahead
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -121,16 +120,3 @@ class FreezeAfter(keras.callbacks.Callback):
         if layer.frozen != frozen:
             layer.frozen = frozen
             self.model.make_train_function(force=True)
-
-
-def recipe_callbacks(recipe, steps_per_epoch):
-    """What a recipe's own keys ask for (the fast model's): the whitening bias frozen after
-    `whiten_bias_epochs`, and lookahead when `lookahead_every` > 0."""
-    found = []
-    if recipe.get("whiten_bias_epochs") is not None:
-        found.append(FreezeAfter("whiten_bias", recipe["whiten_bias_epochs"]))
-    if recipe.get("lookahead_every"):
-        every, start = recipe["lookahead_every"], recipe["lookahead_start_epoch"]
-        decay, power = recipe["lookahead_decay"], recipe["lookahead_power"]
-        found.append(Lookahead(every, start, decay, power, steps_per_epoch, recipe["epochs"]))
-    return found

@@ -1,7 +1,8 @@
 """The train stage's work, in four phases: set up, build or resume, fit, save.
 
-The model's recipe (the params.yaml section named like the model) comes with its
-builder, optimizer and schedule from the registry (cifar/models/registry.py).
+The stage passes the model's spec (cifar/zoo: its builder, optimizer, schedule, loss, callbacks
+and batch augmentation) and its recipe (the params.yaml section named like the model); nothing
+here asks which model it is.
 Training runs under the tf.distribute strategy of `train.strategy`; every epoch is
 checkpointed, and a run killed at any moment resumes from its last completed epoch
 and ends with the same weights as an uninterrupted run (cifar/training/resume.py).
@@ -19,10 +20,15 @@ import keras
 from cifar.core.artifacts import Artifacts
 from cifar.core.atomic import atomic_path, write_json
 from cifar.core.codegraph import files_run_by
+from cifar.core.cpu import describe_cpu
 from cifar.core.runtime import configure_tensorflow
-from cifar.models.registry import ModelSpec, model_spec
 from cifar.training import callbacks as cb
-from cifar.training import distribute, precision, resume
+from cifar.training import (
+    distribute,
+    precision,
+    resume,
+    schedules,  # noqa: F401  registers schedules.Triangle, which checkpoints hold
+)
 from cifar.training.batches import training_batches
 
 # The code that determines the trained weights, part of the resume key: every project file the
@@ -40,9 +46,9 @@ def run_key(settings, recipe, artifacts, code_files=CODE_FILES):
 class Run:
     """What the phases share: the params, the data, and where and how this process trains."""
 
+    spec: object  # cifar.zoo.spec.ModelSpec
     settings: dict
     recipe: dict
-    spec: ModelSpec
     artifacts: Artifacts
     arrays: dict
     classes: list
@@ -53,16 +59,16 @@ class Run:
     steps_per_epoch: int
 
 
-def train(settings, recipe, artifacts=Artifacts(), callbacks=()):
-    """Train (or resume) the model of `settings["model"]` and write it; returns the model and its history."""
-    run = set_up(settings, recipe, artifacts)
+def train(spec, settings, recipe, artifacts=Artifacts(), callbacks=()):
+    """Train (or resume) the model of `spec` with `recipe` and write it; returns the model and its history."""
+    run = set_up(spec, settings, recipe, artifacts)
     model, done, history = build_or_resume(run)
     history = fit(run, model, done, history, callbacks)
     save(run, model)
     return model, history
 
 
-def set_up(settings, recipe, artifacts):
+def set_up(spec, settings, recipe, artifacts):
     """Seeds, TensorFlow's settings, the data, the strategy and precision, and this run's state folder."""
     arrays, classes = artifacts.load_prepared()
     keras.utils.set_random_seed(settings["seed"])
@@ -72,13 +78,10 @@ def set_up(settings, recipe, artifacts):
     key = run_key(settings, recipe, artifacts)
     state = artifacts.train_state / (key if chief else f"{key}-{distribute.worker_name(strategy)}")
     policy = precision.resolve(settings["precision"])
-    print(f"precision: {policy} (train.precision: {settings['precision']}; CPU: {precision.describe_cpu()})")
+    print(f"precision: {policy} (train.precision: {settings['precision']}; CPU: {describe_cpu()})")
     print(f"strategy: {settings['strategy']} ({distribute.describe(strategy)})")
     steps_per_epoch = math.ceil(len(arrays["y_train"]) / recipe["batch_size"])
-    return Run(
-        settings, recipe, model_spec(settings["model"]), artifacts, arrays, classes,
-        strategy, chief, policy, state, steps_per_epoch,
-    )  # fmt: skip
+    return Run(spec, settings, recipe, artifacts, arrays, classes, strategy, chief, policy, state, steps_per_epoch)
 
 
 def build_or_resume(run):
@@ -123,12 +126,12 @@ def fit(run, model, done, history, extra_callbacks=()):
         cb.learning_rate_callback(per_epoch_rate),
         cb.ReseedRandomLayers(run.settings["seed"]),
         # before the checkpoint: lookahead's last pull of an epoch must be in what it saves
-        *cb.recipe_callbacks(run.recipe, run.steps_per_epoch),
+        *run.spec.callbacks(run.recipe, run.steps_per_epoch),
         checkpoint,
     ]
     if run.chief:
         resolved = {"precision": run.policy, "strategy": distribute.describe(run.strategy)}
-        resolved["cpu"] = precision.describe_cpu()  # timings from other machines are not comparable
+        resolved["cpu"] = describe_cpu()  # timings from other machines are not comparable
         callbacks.append(cb.dvclive_logger(history, run.artifacts.train_reports, resolved))
     epochs, batch_size = run.recipe["epochs"], run.recipe["batch_size"]
     if done == epochs:
@@ -145,7 +148,7 @@ def fit(run, model, done, history, extra_callbacks=()):
         validation_batch_size=max(batch_size, 256),
         callbacks=[*callbacks, *extra_callbacks],
     )
-    alternating_flip = run.recipe.get("flip") == "alternating"  # the fast model's airbench flipping
+    alternating_flip = run.spec.alternating_flip(run.recipe)
     batches = training_batches(
         run.arrays["x_train"], y_train, batch_size, run.settings["seed"], done, epochs, alternating_flip
     )

@@ -26,9 +26,13 @@ def producer(layer):
 
 
 def conv_activation_layers(model):
-    """Activation layers fed by a Conv2D (possibly through BatchNormalization), in model order."""
+    """Activation layers fed by a Conv2D (possibly through BatchNormalization), and Conv2D layers with
+    a non-linear activation of their own, in model order."""
     found = []
     for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D) and layer.activation.__name__ != "linear":
+            found.append(layer)
+            continue
         if not isinstance(layer, ACTIVATION_LAYERS) or isinstance(layer.input, list):
             continue
         source = producer(layer)
