@@ -18,15 +18,24 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.run_all import dvc_command, dvc_env, git_env, scratch_repository
-from benchmarks.workspace import run_stage, set_params, timed
+from benchmarks.workspace import (
+    dvc_command,
+    dvc_env,
+    git_env,
+    pipeline_stages,
+    run_stage,
+    scratch_repository,
+    set_params,
+    timed,
+)
 from cifar.core.artifacts import Artifacts
 
-STAGES = ("fetch", "preprocess", "train", "evaluate", "visualize")
 SMOKE = {
     "preprocess": {"max_train_images": 300, "max_test_images": 100},
     "fast": {"epochs": 1, "batch_size": 64, "widths": [8, 16, 16]},
     "visualize": {"iterations": 2},
+    "robustness": {"max_images": 100},
+    "export": {"representative_images": 50, "latency_runs": 5},
 }
 
 
@@ -59,7 +68,7 @@ def run(source, overrides=(), smoke=False, progress=print):
             set_params(root, section, {name: value})
         subprocess.run(["git", "commit", "-qam", "fast model"], cwd=root, check=True, env=git_env())
         stage_s = {}
-        for stage in STAGES:
+        for stage in pipeline_stages():
             progress(f"dvc repro {stage} ...")
             stage_s[stage] = round(timed(dvc_command("repro", "--single-item", stage), root, dvc_env())[0], 1)
             progress(f"  {stage_s[stage]} s")

@@ -25,10 +25,7 @@ It takes about as long as four trainings (about an hour on a 2-core CPU).
 import argparse
 import io
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -39,7 +36,13 @@ from PIL import Image
 
 from benchmarks import bench_airbench, bench_time_to_accuracy, bench_train, bench_visualize
 from benchmarks.interleave import MIN_REPEATS, interleaved, ratio, seconds
-from benchmarks.workspace import PROJECT, run_stage, scratch_workspace, set_params, timed
+from benchmarks.workspace import (
+    dvc_command,
+    dvc_env,
+    run_stage,
+    scratch_repository,
+    timed,
+)
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import describe_cpu
 
@@ -53,40 +56,6 @@ def plain_decode(archive):
                 with Image.open(io.BytesIO(tar.extractfile(member).read())) as image:
                     images.append(np.asarray(image.convert("RGB")))
     return len(images)
-
-
-def scratch_repository(source, root, smoke=False):
-    """The project's committed files in `root`, as a fresh git + DVC repository aimed at `source`."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((PROJECT / name).read_bytes())
-    scratch_workspace(source, root)
-    if smoke:
-        set_params(root, "preprocess", SMOKE_PREPROCESS)
-        set_params(root, "seed_cnn", SMOKE_TRAIN)
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "benchmark"]):
-        subprocess.run(command, cwd=root, check=True, env=git_env())
-
-
-def git_env():
-    return {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "bench",
-        "GIT_AUTHOR_EMAIL": "bench@localhost",
-        "GIT_COMMITTER_NAME": "bench",
-        "GIT_COMMITTER_EMAIL": "bench@localhost",
-    }
-
-
-def dvc_command(*args):
-    return [str(Path(sys.executable).parent / "dvc"), *args]
-
-
-def dvc_env():
-    """`python` in dvc.yaml's commands must be this interpreter; stages import from the workspace."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
 def row(name, ours, baseline, unit, better="lower", **extra):
@@ -107,6 +76,7 @@ def row(name, ours, baseline, unit, better="lower", **extra):
 # --smoke: every row on a subset, one epoch each, one round.
 SMOKE_PREPROCESS = {"max_train_images": 500, "max_test_images": 200}
 SMOKE_TRAIN = {"epochs": 1}
+SMOKE = {"preprocess": SMOKE_PREPROCESS, "seed_cnn": SMOKE_TRAIN}  # --smoke's params, by section
 SMOKE_THROUGHPUT = {"count": 320, "epochs": 1, "same_settings": False}
 SMOKE_STIMULI = {"max_filters": 2}
 SMOKE_ANCHOR = {"count": 128, "batch_size": 64, "widths": [8, 32, 32]}
@@ -118,7 +88,7 @@ def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.S
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        scratch_repository(source, root, smoke)
+        scratch_repository(source, root, SMOKE if smoke else {})
         progress("6. dvc repro from scratch, default params ...")
         repro_s, repro_rss, _ = timed(dvc_command("repro"), root, dvc_env(), show_output=True)
         default_seed = yaml.safe_load((root / "params.yaml").read_text())["train"]["seed"]

@@ -1,4 +1,5 @@
-"""Scratch workspaces for benchmarks: a params.yaml pointed at a dataset, stages run as processes."""
+"""Scratch workspaces for benchmarks: a params.yaml pointed at a dataset, stages run as processes;
+scratch repositories: the project's committed files as a fresh git + DVC repository, run by `dvc`."""
 
 import os
 import subprocess
@@ -56,3 +57,42 @@ def run_stage(name, root, show_output=False):
     """Run `python -m stages.<name>` in root; returns (wall seconds, peak RSS MB)."""
     wall, peak, _ = timed([sys.executable, "-m", f"stages.{name}"], root, stage_env(), show_output)
     return wall, peak
+
+
+def pipeline_stages():
+    """dvc.yaml's stages, in its order."""
+    return list(yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"])
+
+
+def scratch_repository(source, root, params=None):
+    """The project's committed files in `root`, as a fresh git + DVC repository aimed at `source`;
+    `params`: {section: overrides} of params.yaml."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((PROJECT / name).read_bytes())
+    scratch_workspace(source, root)
+    for section, overrides in (params or {}).items():
+        set_params(root, section, overrides)
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "benchmark"]):
+        subprocess.run(command, cwd=root, check=True, env=git_env())
+
+
+def git_env():
+    return {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@localhost",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@localhost",
+    }
+
+
+def dvc_command(*args):
+    return [str(Path(sys.executable).parent / "dvc"), *args]
+
+
+def dvc_env():
+    """`python` in dvc.yaml's commands must be this interpreter; stages import from the workspace."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -1,10 +1,13 @@
 """The library behind the pipeline's stages, organised by concern:
 
-core/         params, artifact paths, atomic writes, errors, the command line: what every stage uses
+core/         params, the table of artifact paths, atomic writes, errors, the command line, the CPU
 data/         dataset sources and formats, decoding, the prepared arrays
-models/       the networks, and the registry saying what each `train.model` name means
+models/       the networks and their recipes' rules, our layers, loading a trained model
 training/     the training loop and its mechanics: resume, precision, distribution, callbacks
-evaluation/   metrics and test-time augmentation
+zoo/          one module per `train.model` name: the spec joining a network with its training
+evaluation/   metrics, calibration, failure modes, Grad-CAM, test-time augmentation
+robustness/   the corruptions and the accuracy under them
+export/       SavedModel and TFLite conversion, every format run the same way
 visualization/ maximum stimuli
 figures/      every matplotlib figure
 reporting/    the comparison report

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from benchmarks import bench_airbench
 from benchmarks.bench_time_to_accuracy import QUICK_RECIPE, time_to
@@ -76,3 +77,25 @@ def test_run_all_smoke_gives_every_row(tmp_path):
     settings = json.loads(out.read_text())["settings"]
     assert "onednn" in json.dumps(settings) and settings["repeats"] == 2
     assert "cpu_features" in settings["train"]["ours"] and "cpu_features" in settings["stimuli"]
+
+
+@pytest.mark.parametrize("study", ["bench_precision", "bench_fast_ablation"])
+def test_each_study_still_runs_as_a_command(study):
+    """The one-off studies live apart (benchmarks/studies/) and still import and parse their arguments."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.studies.{study}", "--help"],
+        cwd=PROJECT,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--source" in result.stdout
+
+
+def test_the_benchmarks_time_every_stage_of_dvc_yaml():
+    from benchmarks.workspace import pipeline_stages
+
+    assert pipeline_stages() == list(yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"])
+    assert {"robustness", "export"} <= set(pipeline_stages())

@@ -1,1 +1,2 @@
-"""The networks, and the registry that says what each `train.model` name means."""
+"""The networks and their recipes' rules, our layers, and loading a trained model: no training code
+(cifar/zoo joins a network with its training)."""

@@ -106,7 +106,7 @@ def build_or_resume(run):
 
 
 def compile_model(model, spec, recipe, learning_rate):
-    """The model's optimizer and loss from its registry entry; accuracy as the metric."""
+    """The model's optimizer and loss from its spec; accuracy as the metric."""
     model.compile(
         optimizer=spec.optimizer(recipe, learning_rate),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing(recipe)),

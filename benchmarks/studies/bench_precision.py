@@ -5,7 +5,7 @@ then the evaluate stage scores them on the test set. On hardware without bfloat1
 units (AVX2-only CPUs) bfloat16 is emulated and several times slower: use
 --max-train-images / --epochs there to compare on a subset.
 
-    python -m benchmarks.bench_precision --source path/to/cifar-10-python.tar.gz \
+    python -m benchmarks.studies.bench_precision --source path/to/cifar-10-python.tar.gz \
         [--max-train-images 5000] [--epochs 3]
 """
 

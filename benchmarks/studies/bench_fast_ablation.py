@@ -1,7 +1,7 @@
 """What each of airbench94's additions brings to the fast model: its recipe with all of them, with each
 turned off in turn, and with none, trained and evaluated on the same class-balanced subset.
 
-    python -m benchmarks.bench_fast_ablation --source path/to/cifar-10-python.tar.gz
+    python -m benchmarks.studies.bench_fast_ablation --source path/to/cifar-10-python.tar.gz
         [--train-images 8000] [--test-images 2000] [--seeds 42 43] [--only all none] [--json out.json]
 
 In a scratch workspace (params.yaml pointed at --source), fetch and preprocess run once; then each
