@@ -115,11 +115,11 @@ def test_the_supported_pythons_are_those_tensorflow_publishes_wheels_for():
     assert supported_pythons() == ["3.11", "3.12", "3.13"]
 
 
-@pytest.mark.parametrize("lock_name", sorted(LOCKS))
-def test_each_lock_resolves_from_wheels_on_every_supported_platform_and_python(lock_name):
-    pairs = [(platform, python) for platform in LOCKS[lock_name] for python in supported_pythons()]
-    with ThreadPoolExecutor(len(pairs)) as pool:  # waits on the registry, not the CPU
-        problems = list(pool.map(lambda pair: check(PROJECT / lock_name, *pair), pairs))
+def test_each_lock_resolves_from_wheels_on_every_supported_platform_and_python():
+    cases = [(lock, platform, python) for lock in LOCKS for platform in LOCKS[lock] for python in supported_pythons()]
+    assert len(cases) == 12
+    with ThreadPoolExecutor(len(cases)) as pool:  # waits on the registry, not the CPU
+        problems = list(pool.map(lambda case: check(PROJECT / case[0], *case[1:]), cases))
     assert [p for p in problems if p] == []
 
 
