@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from cifar.core.artifacts import Artifacts
 from stages.preprocess import preprocess
@@ -72,6 +73,28 @@ def views_by_hand(batch, level=2):
     for weight, view in ((0.25, batch), (0.125, down_right), (0.125, up_left)):
         out += [(weight, view), (weight, np.flip(view, axis=2))]
     return out
+
+
+def probabilities_by_hand(model_file, images, level, batch_size=256):
+    """The model's class probabilities averaged over the views of `views_by_hand`, in float64."""
+    from cifar.models.saved import load_trained_model
+
+    model = load_trained_model(model_file)
+    return sum(
+        weight * model.predict(view, batch_size=batch_size, verbose=0) for weight, view in views_by_hand(images, level)
+    ).astype(np.float64)
+
+
+def recomputed_test_metrics(root):
+    """(accuracy, loss) of the trained model in workspace `root` on its prepared test set, with its TTA
+    level from params.yaml: what reports/metrics.json must say, computed without the evaluate stage."""
+    params = yaml.safe_load((Path(root) / "params.yaml").read_text())
+    artifacts = Artifacts(root)
+    x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
+    level = params["tta"][params["train"]["model"]]
+    probabilities = probabilities_by_hand(artifacts.model, x_test, level, params["evaluate"]["batch_size"])
+    right = probabilities[np.arange(len(y_test)), y_test]
+    return float(np.mean(probabilities.argmax(axis=1) == y_test)), float(-np.mean(np.log(right)))
 
 
 def train_in_workspace(path, callbacks=()):

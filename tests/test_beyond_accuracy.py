@@ -12,10 +12,9 @@ from cifar.core.params import load_params
 from cifar.evaluation.calibration import expected_calibration_error, negative_log_likelihood, reliability_bins
 from cifar.evaluation.failures import most_confident_mistakes, per_class_accuracy
 from cifar.evaluation.gradcam import grad_cam
-from cifar.export.classifiers import load_classifier
 from cifar.export.params import EXPORT
 from cifar.models.inputs import normalized_input
-from cifar.robustness.corruptions import CORRUPTIONS, corrupt
+from cifar.robustness.corruptions import CORRUPTIONS
 from cifar.robustness.params import ROBUSTNESS
 from tests.conftest import PROJECT
 from tests.helpers import prepare_workspace, train_in_workspace
@@ -49,42 +48,8 @@ def test_the_most_confident_mistakes_come_first_and_accuracy_is_per_class():
     np.testing.assert_allclose(per_class_accuracy(probabilities.argmax(1), labels, 3), [0.0, 1 / 3, np.nan])
 
 
-def images(count=6, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-
-
-def defaults():
+def robustness_defaults():
     return load_params({"robustness": ROBUSTNESS}, PROJECT / "params.yaml")["robustness"]
-
-
-@pytest.mark.parametrize("name", CORRUPTIONS)
-def test_each_corruption_is_deterministic_and_worse_at_severity_5(name):
-    settings, batch = defaults(), images()
-    first = corrupt(batch, name, settings[name][0], seed=1, severity=1)
-    fifth = corrupt(batch, name, settings[name][4], seed=1, severity=5)
-    assert first.shape == batch.shape and first.dtype == np.uint8
-    np.testing.assert_array_equal(fifth, corrupt(batch, name, settings[name][4], seed=1, severity=5))
-
-    def change(corrupted):
-        return np.abs(corrupted.astype(int) - batch).mean()
-
-    assert change(fifth) > change(first) > 0
-
-
-@pytest.mark.parametrize("name, identity", [("contrast", 1.0), ("brightness", 0.0), ("pixelate", 1.0)])
-def test_a_corruption_at_zero_strength_leaves_the_image(name, identity):
-    batch = images()
-    np.testing.assert_array_equal(corrupt(batch, name, identity, seed=0, severity=1), batch)
-
-
-def test_gaussian_noise_differs_with_the_seed_and_brightness_keeps_the_hue():
-    batch = images()
-    assert not np.array_equal(corrupt(batch, "gaussian_noise", 0.1, 0, 5), corrupt(batch, "gaussian_noise", 0.1, 1, 5))
-    colour = np.zeros((1, 32, 32, 3), np.uint8)
-    colour[...] = (100, 50, 25)
-    brighter = corrupt(colour, "brightness", 0.2, 0, 4)[0, 0, 0].astype(float)
-    np.testing.assert_allclose(brighter / brighter[0], [1, 0.5, 0.25], atol=0.02)  # same hue and saturation
-    assert brighter.max() == pytest.approx(100 + 0.2 * 255, abs=1)  # value up by 0.2
 
 
 def halves_model():
@@ -114,74 +79,202 @@ def test_gradcam_points_at_the_evidence_for_the_class_asked():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """A seed_cnn model trained well above chance (measured 0.9 on these test images, AMD EPYC, float32)."""
     path = tmp_path_factory.mktemp("beyond")
     prepare_workspace(path, precision="float32", train_images=200, test_images=60, epochs=2)
     train_in_workspace(path)
     return path
 
 
-def test_evaluate_writes_calibration_failures_and_explanations(trained):
+def keras_probabilities(artifacts, images):
+    return keras.saving.load_model(artifacts.model, compile=False).predict(images, verbose=0).astype(np.float64)
+
+
+def test_evaluate_writes_calibration_failures_and_explains_the_predicted_class(trained, monkeypatch):
+    import cifar.evaluation.gradcam
     from stages.evaluate import evaluate
 
+    explained = []  # (images, classes) of each Grad-CAM figure, as the stage asked for them
+    real_grad_cam = cifar.evaluation.gradcam.grad_cam
+
+    def recording_grad_cam(model, images, classes, **options):
+        explained.append((np.array(images), np.array(classes)))
+        return real_grad_cam(model, images, classes, **options)
+
+    monkeypatch.setattr(cifar.evaluation.gradcam, "grad_cam", recording_grad_cam)
     artifacts = Artifacts(trained)
     metrics = evaluate({"batch_size": 64, "seed": 0, "mistakes": 8}, 0, artifacts)
+
+    x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
+    probabilities = keras_probabilities(artifacts, x_test)
+    confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
+    # The reliability table: each bin's images, accuracy and confidence recomputed from the model
     rows = list(csv.DictReader(artifacts.reliability_data.open()))
-    total = sum(int(row["images"]) for row in rows)
-    ece = sum(int(r["images"]) / total * abs(float(r["accuracy"]) - float(r["confidence"])) for r in rows)
-    assert total == 60 and ece == pytest.approx(metrics["ece"], abs=1e-5) and metrics["nll"] > 0
+    assert sum(int(row["images"]) for row in rows) == 60
+    for row in rows:
+        centre = float(row["bin"])
+        members = (confidence > centre - 1 / 30) & (confidence <= centre + 1 / 30)
+        assert int(row["images"]) == members.sum() > 0
+        assert float(row["accuracy"]) == pytest.approx(np.mean(predicted[members] == y_test[members]), abs=1e-6)
+        assert float(row["confidence"]) == pytest.approx(confidence[members].mean(), abs=1e-5)
     per_class = {
         row["class"]: float(row["accuracy"]) for row in csv.DictReader(artifacts.per_class_accuracy_data.open())
     }
     assert per_class == pytest.approx(
-        {name: values["recall"] for name, values in metrics["per_class"].items()}, abs=1e-5
+        {name: np.mean(predicted[y_test == k] == k) for k, name in enumerate(artifacts.load_classes())}, abs=1e-6
     )
+    assert metrics["nll"] == pytest.approx(-np.mean(np.log(probabilities[np.arange(60), y_test])), abs=1e-4)
     for figure in ("reliability", "per_class_accuracy", "mistakes", "gradcam", "gradcam_mistakes"):
         assert getattr(artifacts, f"{figure}_figure").read_bytes()[:4] == b"\x89PNG"
+    # Grad-CAM explains the class the model predicts: on the mistakes' figure that is never the true one
+    (shown, shown_classes), (mistakes, mistake_classes) = explained
+    assert len(shown) == 16 and len(mistakes) > 0
+    for images, classes in explained:
+        np.testing.assert_array_equal(classes, keras_probabilities(artifacts, images).argmax(axis=1))
+    truth = {image.tobytes(): label for image, label in zip(x_test, y_test)}
+    assert all(truth[image.tobytes()] != label for image, label in zip(mistakes, mistake_classes))
 
 
-def test_robustness_stage_is_deterministic(trained):
+def test_robustness_stage_equals_cifar_c_s_corruptions_applied_to_the_model(trained):
     from stages.robustness import robustness
+    from tests.cifar_c_reference import cifar_c_image
 
     artifacts = Artifacts(trained)
-    settings = {**defaults(), "max_images": 40}
+    settings = {**robustness_defaults(), "max_images": 40, "seed": 5}
     record = robustness(settings, artifacts, progress=lambda m: None)
-    assert set(record["corruptions"]) == set(CORRUPTIONS)
-    values = [record["corruptions"][name][f"severity_{s}"] for name in CORRUPTIONS for s in range(1, 6)]
-    assert record["mean_corruption_accuracy"] == pytest.approx(np.mean(values), abs=1e-5)
+    # The same 40 images (a seeded choice, sorted), corrupted by CIFAR-10-C's own code, classified by the model
+    x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
+    chosen = np.sort(np.random.default_rng(5).choice(len(y_test), size=40, replace=False))
+    images, labels = x_test[chosen], y_test[chosen]
+
+    def accuracy(batch):
+        return np.mean(keras_probabilities(artifacts, batch).argmax(axis=1) == labels)
+
+    assert record["clean_accuracy"] == pytest.approx(accuracy(images), abs=1e-6)
+    expected = {}
+    for index, name in enumerate(CORRUPTIONS):
+        for severity in range(1, 6):
+            value = settings[name][severity - 1]
+            if name == "defocus_blur":
+                value = (value, settings["defocus_blur_smoothing"][severity - 1])
+            rng = np.random.default_rng([5, index, severity])
+            corrupted = np.stack([cifar_c_image(image, name, value, rng) for image in images])
+            expected[name, severity] = accuracy(corrupted)
+            assert record["corruptions"][name][f"severity_{severity}"] == pytest.approx(expected[name, severity])
+    assert record["mean_corruption_accuracy"] == pytest.approx(np.mean(list(expected.values())), abs=1e-6)
+    assert len(set(expected.values())) > 1  # the corruptions change some predictions
     table = list(csv.DictReader(artifacts.robustness_data.open()))
-    assert [row["severity"] for row in table] == ["1", "2", "3", "4", "5"]
+    np.testing.assert_allclose(
+        [[float(row[name]) for name in CORRUPTIONS] for row in table],
+        [[expected[name, severity] for name in CORRUPTIONS] for severity in range(1, 6)],
+        atol=1e-6,
+    )
     first = artifacts.robustness_record.read_text()
     robustness(settings, artifacts, progress=lambda m: None)
     assert artifacts.robustness_record.read_text() == first
 
 
-def test_exported_models_agree_with_keras(trained, capsys):
-    from cifar.core import cli
+def run_tflite_directly(path, images):
+    """The LiteRT interpreter on its own, one image at a time: (outputs as stored, input and output details)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    (given,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
+    results = []
+    for image in images:
+        interpreter.set_tensor(given["index"], image[None])
+        interpreter.invoke()
+        results.append(interpreter.get_tensor(output["index"])[0])
+    return np.stack(results), given, output
+
+
+def test_export_writes_formats_whose_accuracy_is_recomputed_from_the_files(trained, capsys):
+    import tensorflow as tf
+
     from stages.export import export
-    from stages.predict import main as predict
 
     artifacts = Artifacts(trained)
     settings = load_params({"export": EXPORT}, PROJECT / "params.yaml")["export"]
     record = export({**settings, "latency_runs": 5}, artifacts, progress=lambda m: None)
     assert json.loads(artifacts.export_record.read_text()) == record
-    x_test = np.load(artifacts.prepared_array("x_test"))
-    keras_top = load_classifier(artifacts.model).predict(x_test).argmax(axis=1)
-    for path in (artifacts.saved_model, artifacts.tflite_float):  # float: the same top-1 on every test image
-        np.testing.assert_array_equal(load_classifier(path).predict(x_test).argmax(axis=1), keras_top)
-        assert record["saved_model" if path.is_dir() else "tflite_float32"]["agreement_with_keras"] == 1.0
-    int8 = load_classifier(artifacts.tflite_int8).predict(x_test)
-    agreement = np.mean(int8.argmax(axis=1) == keras_top)
-    # Measured on this tiny model: 0.95-1.0; quantisation may flip near ties, not half the answers.
-    assert record["tflite_int8"]["agreement_with_keras"] == pytest.approx(agreement) and agreement >= 0.8
+    x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
+
+    # Each format run from its file, without the project's loaders
+    keras_probs = keras_probabilities(artifacts, x_test)
+    serve = tf.saved_model.load(str(artifacts.saved_model)).signatures["serve"]
+    saved_probs = next(iter(serve(tf.constant(x_test)).values())).numpy()
+    float_probs, float_in, _ = run_tflite_directly(artifacts.tflite_float, x_test)
+    int8_out, int8_in, int8_output = run_tflite_directly(artifacts.tflite_int8, x_test)
+    # The int8 model takes raw uint8 pixels (no quantisation parameters: the model's own first layer
+    # normalises them, as in Keras) and returns uint8 probabilities, q * scale for q in 0..255
+    assert float_in["dtype"] == np.uint8 and int8_in["dtype"] == np.uint8
+    assert int8_in["quantization"] == (0.0, 0) and int8_output["dtype"] == np.uint8
+    scale, zero_point = int8_output["quantization"]
+    assert zero_point == 0 and scale == pytest.approx(1 / 256)
+    int8_probs = int8_out.astype(np.float64) * scale
+    np.testing.assert_allclose(int8_probs.sum(axis=1), 1, atol=0.05)
+    np.testing.assert_allclose(int8_probs, keras_probs, atol=0.1)  # measured: 0.03 at most
+
+    keras_top = keras_probs.argmax(axis=1)
+    for name, probs in (
+        ("keras", keras_probs),
+        ("saved_model", saved_probs),
+        ("tflite_float32", float_probs),
+        ("tflite_int8", int8_probs),
+    ):
+        predicted = probs.argmax(axis=1)
+        assert record[name]["accuracy"] == pytest.approx(np.mean(predicted == y_test), abs=1e-6), name
+        assert record[name]["agreement_with_keras"] == pytest.approx(np.mean(predicted == keras_top), abs=1e-6)
+    np.testing.assert_allclose(saved_probs, keras_probs, atol=1e-5)
+    np.testing.assert_allclose(float_probs, keras_probs, atol=1e-5)
+    assert record["tflite_int8"]["agreement_with_keras"] >= 0.9  # quantisation flips near ties only
+    assert record["keras"]["accuracy"] >= 0.5
     assert record["tflite_int8"]["size_mb"] < record["tflite_float32"]["size_mb"] / 3
-    assert all(record[name]["latency_ms"] > 0 for name in ("keras", "saved_model", "tflite_float32", "tflite_int8"))
-    # predict runs every format, and they name the same class for the same image
-    image = trained / "query.png"
+    assert record["tflite_float32"]["size_mb"] == round(artifacts.tflite_float.stat().st_size / 2**20, 3)
+
+
+def test_latency_is_the_median_of_the_timed_runs_after_the_warm_up(monkeypatch):
+    import cifar.export.classifiers as classifiers
+
+    clock = [0.0]
+    # Five slow warm-ups, then five timed runs whose median is 3 ms
+    durations = iter([5.0] * 5 + [0.003, 0.001, 0.002, 0.010, 0.004])
+
+    class Classifier:
+        def predict(self, batch):
+            assert batch.shape == (1, 32, 32, 3)
+            clock[0] += next(durations)
+
+    monkeypatch.setattr(classifiers.time, "perf_counter", lambda: clock[0])
+    image = np.zeros((32, 32, 3), np.uint8)
+    assert classifiers.single_image_latency(Classifier(), image, runs=5) == pytest.approx(0.003)
+
+
+def test_predict_runs_every_exported_format_and_each_names_keras_s_class(trained, tmp_path, capsys):
     from PIL import Image
 
-    Image.fromarray(x_test[0]).save(image)
-    tops = []
+    from cifar.core import cli
+    from stages.export import export
+    from stages.predict import main as predict
+
+    artifacts = Artifacts(trained)
+    if not artifacts.tflite_int8.exists():
+        settings = load_params({"export": EXPORT}, PROJECT / "params.yaml")["export"]
+        export({**settings, "latency_runs": 1}, artifacts, progress=lambda m: None)
+    x_test = np.load(artifacts.x_test)
+    probabilities = keras_probabilities(artifacts, x_test)
+    ordered = np.sort(probabilities, axis=1)
+    # A fixed set: the test images the model ranks first by a clear lead, which int8 rounding cannot flip
+    clear = np.flatnonzero(ordered[:, -1] - ordered[:, -2] > 0.2)[:12]
+    assert len(clear) >= 8
+    paths = []
+    for index in clear:
+        paths.append(str(tmp_path / f"{index}.png"))
+        Image.fromarray(x_test[index]).save(paths[-1])
+    classes = artifacts.load_classes()
+    expected = [classes[k] for k in probabilities[clear].argmax(axis=1)]
     for model in (artifacts.model, artifacts.saved_model, artifacts.tflite_float, artifacts.tflite_int8):
-        assert cli.run(predict, ["--model", str(model), "--json", "--top", "1", str(image)]) == 0
-        tops.append(json.loads(capsys.readouterr().out)["predictions"][str(image)][0]["class"])
-    assert len(set(tops[:3])) == 1
+        assert cli.run(predict, ["--model", str(model), "--json", "--top", "1", *paths]) == 0
+        predictions = json.loads(capsys.readouterr().out)["predictions"]
+        assert [predictions[path][0]["class"] for path in paths] == expected, model

@@ -15,7 +15,8 @@ from cifar.models.layers import ScaledBias
 from cifar.models.saved import load_trained_model
 from cifar.zoo import build_model
 from tests.conftest import PROJECT, set_params
-from tests.helpers import prepare_workspace, train_in_workspace, views_by_hand
+from tests.datagen import CLASSES
+from tests.helpers import prepare_workspace, recomputed_test_metrics, train_in_workspace, views_by_hand
 
 TINY_FAST = {"epochs": 1, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5}
 
@@ -117,12 +118,12 @@ def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visual
     loaded = load_trained_model(Artifacts(tmp_path).model)
     batch = images(4)
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
-    assert json.loads(Artifacts(tmp_path).model_classes.read_text())
+    assert json.loads(Artifacts(tmp_path).model_classes.read_text()) == CLASSES
 
     metrics = evaluate(params["evaluate"], params["tta"]["fast"], artifacts)
-    assert 0 <= metrics["accuracy"] <= 1 and set(metrics["per_class"]) == set(
-        json.loads(artifacts.model_classes.read_text())
-    )
+    accuracy, loss = recomputed_test_metrics(tmp_path)
+    assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-6) and list(metrics["per_class"]) == CLASSES
+    assert metrics["loss"] == pytest.approx(loss, abs=1e-3)
     record = visualize({**params["visualize"], "iterations": 2}, artifacts, progress=lambda message: None)
     conv_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(record["layers"]) == len(conv_layers) == 7  # the whitening conv and the six of the groups

@@ -9,6 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cifar.core.errors import PipelineError
 from cifar.data import members
@@ -91,8 +92,19 @@ def test_data_is_not_taken_for_os_files(name):
 
 def test_image_extensions_in_any_case_and_every_pillow_format(tmp_path):
     formats = ["PNG", "PNG:PNG", "JPEG:JPG", "JPEG:Jpeg", "BMP", "WEBP:WebP", "TIFF:TIFF", "GIF"]
-    data = read(tmp_path / "mixed.zip" if write_image_folder_archive(tmp_path / "mixed.zip", fmt=formats) else None)
-    assert data.x_train.shape == (40, 32, 32, 3) and len(data.classes) == 10
+    x_train, y_train, x_test, y_test = write_image_folder_archive(tmp_path / "mixed.zip", fmt=formats)
+    data = read(tmp_path / "mixed.zip")
+    np.testing.assert_array_equal(data.y_train, y_train)
+    np.testing.assert_array_equal(data.y_test, y_test)
+    assert data.classes == CLASSES
+    for read_back, written in ((data.x_train, x_train), (data.x_test, x_test)):
+        for position, (image, original) in enumerate(zip(read_back, written)):
+            name = formats[position % len(formats)].partition(":")[0]
+            # What Pillow alone decodes from the same file: the original itself where the format is lossless
+            with Image.open(io.BytesIO(encode_image(original, name))) as decoded:
+                np.testing.assert_array_equal(image, np.asarray(decoded.convert("RGB")), err_msg=name)
+            if name in ("PNG", "BMP", "TIFF"):
+                np.testing.assert_array_equal(image, original)
     assert {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".tga"} <= IMAGE_EXTENSIONS
 
 

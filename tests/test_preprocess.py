@@ -189,14 +189,19 @@ def fetched(root, archive):
 
 
 def test_preprocess_writes_arrays_classes_and_samples(tmp_path):
-    write_cifar_archive(tmp_path / "c.tar.gz", train_per_batch=10, test=20)
+    _, _, x_source, y_source = write_cifar_archive(tmp_path / "c.tar.gz", train_per_batch=10, test=20)
     artifacts = fetched(tmp_path, tmp_path / "c.tar.gz")
     preprocess({**PARAMS, "max_train_images": 30, "max_test_images": 10}, artifacts, progress=lambda m: None)
     x_train = np.load(artifacts.prepared_array("x_train"))
     y_train = np.load(artifacts.prepared_array("y_train"))
     assert x_train.shape == (30, 32, 32, 3) and x_train.dtype == np.uint8
     assert np.bincount(y_train, minlength=10).tolist() == [3] * 10
-    assert np.load(artifacts.prepared_array("x_test")).shape == (10, 32, 32, 3)
+    # The test subset: one image of each class, each with its own label, taken from the archive's test batch
+    x_test, y_test = np.load(artifacts.prepared_array("x_test")), np.load(artifacts.prepared_array("y_test"))
+    assert x_test.shape == (10, 32, 32, 3) and sorted(y_test.tolist()) == list(range(10))
+    for image, label in zip(x_test, y_test):
+        (source,) = np.flatnonzero((x_source == image).all(axis=(1, 2, 3)))
+        assert y_source[source] == label
     assert json.loads(artifacts.prepared_classes.read_text()) == CLASSES
     with Image.open(artifacts.samples_figure) as image:
         assert image.format == "PNG" and image.size[0] > 800

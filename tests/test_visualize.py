@@ -8,10 +8,12 @@ from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.figures.stimuli import kernels_figure, mosaic, stimuli_figure
 from cifar.models.inputs import normalized_input
+from cifar.models.saved import load_trained_model
 from cifar.visualization import stimuli
 from cifar.visualization.stimuli import activation_record as layer_record
 from cifar.zoo import build_model
 from stages.visualize import visualize
+from tests.datagen import CLASSES
 from tests.helpers import prepare_workspace, train_in_workspace
 
 
@@ -155,19 +157,53 @@ def test_model_without_conv_layers_is_refused(tmp_path):
         visualize(params, artifacts)
 
 
-def test_visualize_stage_outputs_and_determinism(tmp_path):
+def tutorial_starting_noise(layer_filters, classes, seed):
+    """The tutorial's starts, (uniform - 0.5) * 0.1 per conv filter and * 0.001 per class, drawn in
+    the stage's order (every layer's filters, then the classes) from `seed`."""
+    rng = np.random.default_rng(seed)
+    starts = [(rng.random((count, 32, 32, 3)) - 0.5) * 0.1 for count in layer_filters]
+    return [*starts, (rng.random((classes, 32, 32, 3)) - 0.5) * 0.001]
+
+
+def own_target(model, output, images):
+    """Recomputed with the model itself: for image i, the mean over positions of channel i of
+    `output`, a tensor of `model` fed from the normalised image (the stimuli's space)."""
+    values = np.asarray(keras.Model(model.get_layer("normalize").output, output)(images, training=False), np.float64)
+    if values.ndim == 4:
+        values = values.mean(axis=(1, 2))
+    return values[np.arange(len(images)), np.arange(len(images))]
+
+
+def test_the_stage_s_stimuli_raise_their_filters_as_the_model_itself_recomputes(tmp_path):
     params = prepare_workspace(tmp_path, precision="float32", epochs=1)  # compares two runs
     train_in_workspace(tmp_path)
-    params["visualize"]["iterations"] = 5
-    record = visualize(params["visualize"], Artifacts(tmp_path), progress=lambda m: None)
-    first = Artifacts(tmp_path).stimuli_record.read_text()
+    settings = {**params["visualize"], "iterations": 5}
+    artifacts = Artifacts(tmp_path)
+    record = visualize(settings, artifacts, progress=lambda m: None)
+    first = artifacts.stimuli_record.read_text()
     stimuli_json = json.loads(first)
     assert list(stimuli_json["layers"]) == ["leaky_re_lu_1", "leaky_re_lu_2", "leaky_re_lu_3", "leaky_re_lu_4"]
     assert [v["filters"] for v in stimuli_json["layers"].values()] == [16, 32, 32, 64]
-    assert len(stimuli_json["classes"]) == 10
+    assert list(stimuli_json["classes"]) == CLASSES
     for name in [*stimuli_json["layers"], "classes"]:
         assert (tmp_path / f"reports/figures/stimuli/{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert Artifacts(tmp_path).kernels_figure.is_file()
+    assert artifacts.kernels_figure.is_file()
     assert record["layers"] == stimuli_json["layers"]
-    visualize(params["visualize"], Artifacts(tmp_path), progress=lambda m: None)
-    assert Artifacts(tmp_path).stimuli_record.read_text() == first
+    visualize(settings, artifacts, progress=lambda m: None)
+    assert artifacts.stimuli_record.read_text() == first
+
+    # The stimuli the stage drew, and each one's target recomputed by the model itself.
+    model = load_trained_model(artifacts.model)
+    layers, results = stimuli.model_stimuli(model, len(CLASSES), settings)
+    outputs = [model.get_layer(name).output for name in stimuli_json["layers"]] + [model.layers[-1].input]
+    reported = [list(v["activations"].values()) for v in stimuli_json["layers"].values()]
+    reported.append(list(stimuli_json["classes"].values()))
+    starts = tutorial_starting_noise([v["filters"] for v in stimuli_json["layers"].values()], len(CLASSES), 0)
+    for output, (images, _, _), start, figures in zip(outputs, results, starts, reported, strict=True):
+        final, initial = own_target(model, output, images), own_target(model, output, start.astype(np.float32))
+        np.testing.assert_allclose(figures, final, rtol=1e-4, atol=1e-5)
+        live = final > 0
+        assert live.sum() >= len(final) // 2, output.name
+        assert (final[live] > initial[live]).all(), output.name
+    for values, name in zip(reported, stimuli_json["layers"]):
+        assert stimuli_json["layers"][name]["dead"] == sum(v <= 0 for v in values)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cifar.robustness.corruptions import CORRUPTIONS, corrupt
+from cifar.robustness.corruptions import CORRUPTIONS, corrupt, severity_parameters
 
 
 def test_subset(labels, max_images, seed):
@@ -23,7 +23,7 @@ def corruption_accuracy(predict, images, labels, settings, progress=print):
     for name in CORRUPTIONS:
         results[name] = [
             accuracy(corrupt(images, name, parameter, settings["seed"], severity))
-            for severity, parameter in enumerate(settings[name], start=1)
+            for severity, parameter in enumerate(severity_parameters(settings, name), start=1)
         ]
         progress(f"{name}: accuracy {' '.join(f'{a:.3f}' for a in results[name])} at severities 1-5")
     return clean, results

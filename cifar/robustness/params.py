@@ -15,6 +15,7 @@ ROBUSTNESS = {
     "seed": non_negative_int(),
     "gaussian_noise": levels((int, float), "a noise sigma from 0 to 1", 0, 1),
     "defocus_blur": levels((int, float), "a disk radius from 0 to 8 pixels", 0, 8),
+    "defocus_blur_smoothing": levels((int, float), "a Gaussian sigma from 0.01 to 2 pixels", 0.01, 2),
     "contrast": levels((int, float), "a contrast factor from 0 to 1", 0, 1),
     "brightness": levels((int, float), "an added brightness from 0 to 1", 0, 1),
     "jpeg_compression": levels((int,), "a JPEG quality from 1 to 95", 1, 95),
