@@ -122,13 +122,14 @@ class CpuEvent:
         return CpuEvent.intervals_ms[-1]
 
 
-def reference_dtype():
-    """bfloat16 where `train.precision: auto` would train in it, else float32."""
+def reference_dtype(precision="auto"):
+    """bfloat16 where `train.precision: <precision>` would train in it (auto: where the CPU has
+    bfloat16 units), else float32."""
     import torch
 
     from cifar.training.precision import resolve
 
-    return torch.bfloat16 if resolve("auto", gpus=[]) == "mixed_bfloat16" else torch.float32
+    return torch.bfloat16 if resolve(precision, gpus=[]) == "mixed_bfloat16" else torch.float32
 
 
 def load_reference(source, dtype):
@@ -358,6 +359,9 @@ def main():
     parser.add_argument("--widths", type=int, nargs=3, help="the conv groups' widths, w 4w 4w (default: 64 256 256)")
     parser.add_argument("--repeats", type=int, default=MIN_REPEATS, help="--anchor: rounds of the interleaved sides")
     parser.add_argument("--part", choices=["reference", "ours", "download"], help=argparse.SUPPRESS)  # a child
+    parser.add_argument(
+        "--precision", choices=["auto", "float32", "mixed_bfloat16"], default="auto", help="as train.precision"
+    )
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     batch_size = args.batch_size or AIRBENCH_RECIPE["batch_size"]
@@ -390,7 +394,7 @@ def main():
     hyp = {"opt": {"batch_size": batch_size}, "net": {"base_width": widths[0]}}
     if args.epochs:
         hyp["opt"]["train_epochs"] = args.epochs
-    result = run_reference(arrays, classes, source, seed=args.seed, hyp=hyp)
+    result = run_reference(arrays, classes, source, seed=args.seed, hyp=hyp, dtype=reference_dtype(args.precision))
     print(
         f"airbench94 reference ({result['dtype']}, {result['threads']} threads): test accuracy "
         f"{result['test_accuracy_tta']:.4f} with TTA ({result['test_accuracy']:.4f} without); training "

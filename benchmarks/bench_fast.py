@@ -32,7 +32,7 @@ from cifar.core.artifacts import Artifacts
 
 SMOKE = {
     "preprocess": {"max_train_images": 300, "max_test_images": 100},
-    "fast": {"epochs": 1, "batch_size": 64, "widths": [8, 16, 16]},
+    "fast": {"epochs": 1, "batch_size": 64, "widths": [8, 16, 16], "calibration_images": 10},
     "visualize": {"iterations": 2},
     "robustness": {"max_images": 100},
     "export": {"representative_images": 50, "latency_runs": 5},

@@ -3,7 +3,8 @@
 Reads the model, the prepared test set, params.yaml's `evaluate` section, `train.model`, and the
 model's test-time augmentation `tta.<model>` (the class probabilities averaged over the image and
 its mirror, and at level 2 both shifted by a pixel). Writes reports/metrics.json (accuracy, loss,
-expected calibration error over 15 bins and NLL, per-class and macro precision / recall / F1),
+expected calibration error over 15 bins and NLL, with and without the temperature the model holds
+(cifar/calibration), per-class and macro precision / recall / F1),
 reports/eval/{confusion,reliability,per_class_accuracy}.csv for DVC's plots, and the figures:
 confusion matrix, prediction grid, reliability diagram, accuracy per class, the most confident
 mistakes, and Grad-CAM heatmaps over the prediction grid's images and over the mistakes.
@@ -23,6 +24,8 @@ from cifar.evaluation.params import EVALUATE, TTA_LEVEL
 
 def evaluate(settings, tta_level=0, artifacts=Artifacts()):
     # Imported here: TensorFlow, scikit-learn and matplotlib take seconds, and --help needs none of them.
+    from cifar.calibration.temperature import temperature_of, without_temperature
+    from cifar.evaluation.calibration import expected_calibration_error, negative_log_likelihood
     from cifar.evaluation.metrics import compute_metrics, confusion_rows
     from cifar.models.saved import load_trained_model
 
@@ -30,11 +33,18 @@ def evaluate(settings, tta_level=0, artifacts=Artifacts()):
     arrays, classes = artifacts.load_prepared()
     probabilities = tta.predict(model, arrays["x_test"], tta_level, settings["batch_size"])
     metrics = compute_metrics(arrays["y_test"], probabilities, classes)
+    # Temperature scaling (the model holds its T; 1 = none): calibration with and without it
+    temperature = temperature_of(model)
+    unscaled = without_temperature(probabilities, temperature)
+    metrics["temperature"] = round(temperature, 6)
+    metrics["ece_without_temperature"] = round(float(expected_calibration_error(unscaled, arrays["y_test"])), 6)
+    metrics["nll_without_temperature"] = round(negative_log_likelihood(unscaled, arrays["y_test"]), 6)
     write_json(artifacts.metrics, metrics)
     write_text(artifacts.confusion_data, confusion_rows(arrays["y_test"], probabilities.argmax(axis=1), classes))
     write_tables_and_figures(model, arrays, classes, probabilities, metrics, settings, artifacts)
     print(
         f"test accuracy: {metrics['accuracy']:.4f}  loss: {metrics['loss']:.4f}  ECE: {metrics['ece']:.4f}  "
+        f"(temperature {temperature:.3f}; without it ECE {metrics['ece_without_temperature']:.4f})  "
         f"(test-time augmentation: {tta_level})"
     )
     return metrics

@@ -18,6 +18,8 @@ from tests.datagen import write_cifar_archive
 # The tutorial's recipe, shrunk: keys of params.yaml's `seed_cnn` section, and train.seed.
 TINY_RECIPE = {"epochs": 2, "batch_size": 16, "learning_rate": 0.005, "lr_decay": 0.9}
 TINY_SEED = 7
+# The fast model's default holds out 2,000 training images for its temperature: on tiny data, a few
+TINY_CALIBRATION_IMAGES = 10
 TRAIN_KEYS = ("model", "precision", "strategy", "seed")
 
 
@@ -45,6 +47,7 @@ def prepare_workspace(path, *, precision, train_images=100, test_images=40, **tr
         preprocess={"max_train_images": train_images, "max_test_images": test_images},
         train={"seed": TINY_SEED, "precision": precision, **train},
         seed_cnn={**TINY_RECIPE, **recipe},
+        fast={"calibration_images": TINY_CALIBRATION_IMAGES},
     )
     preprocess(params["preprocess"], artifacts, progress=lambda m: None)
     return params
@@ -76,13 +79,18 @@ def views_by_hand(batch, level=2):
 
 
 def probabilities_by_hand(model_file, images, level, batch_size=256):
-    """The model's class probabilities averaged over the views of `views_by_hand`, in float64."""
+    """The model's class probabilities, in float64, at test-time augmentation `level` as airbench94
+    computes it: the softmax of the logits averaged over the views of `views_by_hand`. The logits
+    are the log-probabilities up to a per-image constant, which the softmax cancels."""
     from cifar.models.saved import load_trained_model
 
     model = load_trained_model(model_file)
-    return sum(
-        weight * model.predict(view, batch_size=batch_size, verbose=0) for weight, view in views_by_hand(images, level)
-    ).astype(np.float64)
+    logits = [
+        (weight, np.log(model.predict(view, batch_size=batch_size, verbose=0).astype(float)))
+        for weight, view in views_by_hand(images, level)
+    ]
+    average = sum(weight * values for weight, values in logits)
+    return np.exp(average) / np.exp(average).sum(axis=1, keepdims=True)
 
 
 def recomputed_test_metrics(root):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cifar.core.params import load_params
-from cifar.models.fast_net import RECIPE, whitening_kernel, whitening_layer_weights
+from cifar.models.fast_net import RECIPE
 from cifar.models.fast_net import build as fast_cnn
 from cifar.models.layers import ScaledBias
 from cifar.training.batches import training_batches
@@ -93,24 +93,6 @@ def test_convs_start_as_airbenchs_identity_plus_pytorchs_default_init(recipe):
     assert np.abs(dense).max() <= 1 / np.sqrt(24)
     keras_init = fast_cnn(10, {**recipe, "widths": [8, 16, 24], "init": "keras"}, images(50))
     assert not np.any(keras_init.get_layer("block1b_conv").get_weights()[0][1, 1] == 1)
-
-
-def test_whitening_layer_acts_on_raw_inputs_as_airbenchs_on_standardised_ones():
-    rng = np.random.default_rng(0)
-    raw = np.clip(rng.normal(120, 60, (40, 8, 8, 3)) + np.linspace(0, 40, 3), 0, 255).astype(np.uint8)
-    kernel, bias = whitening_layer_weights(raw)
-    pixels = raw / 255
-    standardised = (pixels - pixels.mean(axis=(0, 1, 2))) / pixels.std(axis=(0, 1, 2))
-    reference = whitening_kernel(standardised)  # airbench whitens standardised images
-    ours_input, ref_input = patches(pixels - 0.5), patches(standardised)
-    np.testing.assert_allclose(
-        ours_input @ kernel.reshape(12, 24) + bias, ref_input @ reference.reshape(12, 24), rtol=1e-4, atol=1e-4
-    )
-
-
-def patches(images):
-    windows = np.lib.stride_tricks.sliding_window_view(images, (2, 2), axis=(1, 2))
-    return windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)
 
 
 def tiny_model(batchnorm):

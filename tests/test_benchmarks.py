@@ -99,3 +99,33 @@ def test_the_benchmarks_time_every_stage_of_dvc_yaml():
 
     assert pipeline_stages() == list(yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"])
     assert {"robustness", "export"} <= set(pipeline_stages())
+
+
+def test_like_for_like_cuts_the_training_set_and_summarises_paired_seeds(tmp_path):
+    import numpy as np
+
+    from benchmarks.bench_like_for_like import subset_data, summary
+
+    source = tmp_path / "prepared"
+    source.mkdir()
+    np.save(source / "x_train.npy", np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1))
+    np.save(source / "y_train.npy", np.arange(50))
+    np.save(source / "x_test.npy", np.zeros((7, 1, 1, 1), np.uint8))
+    (source / "classes.json").write_text("[]")
+    subset_data(source, tmp_path / "cut", 20, seed=0)
+    kept = np.load(tmp_path / "cut/y_train.npy")
+    assert len(kept) == 20 and len(set(kept)) == 20 and list(kept) != sorted(kept)  # a random order
+    np.testing.assert_array_equal(np.load(tmp_path / "cut/x_train.npy")[:, 0, 0, 0], kept)
+    assert len(np.load(tmp_path / "cut/x_test.npy")) == 7  # the whole test set
+    rows = [
+        {
+            "airbench94": {"accuracy_tta": a, "accuracy": a - 0.01, "train_s": 10.0},
+            "ours": {"accuracy_tta": o, "accuracy": o - 0.02, "train_s": 12.0},
+        }  # fmt: skip
+        for a, o in ((0.80, 0.81), (0.82, 0.82), (0.78, 0.80))
+    ]
+    result = summary(rows)
+    assert result["airbench94_accuracy_tta"] == {"mean": 0.8, "std": 0.02}
+    assert result["difference_accuracy_tta"]["mean"] == pytest.approx(0.01)
+    assert result["difference_accuracy"]["mean"] == pytest.approx(0.0)
+    assert result["difference_accuracy_tta"]["std"] == pytest.approx(statistics.stdev([0.01, 0.0, 0.02]), abs=1e-4)

@@ -20,7 +20,8 @@ from tests.helpers import prepare_workspace, stage_env, train_in_workspace
 
 # No random augmentation and synchronised BatchNorm: several devices compute what one does.
 FAST = {"epochs": 2, "batch_size": 20, "learning_rate": 0.1, "widths": [8, 16, 16], "flip": "none", "translate": 0,
-        "lookahead_every": 2, "lookahead_start_epoch": 0, "whiten_bias_epochs": 1}  # fmt: skip
+        "lookahead_every": 2, "lookahead_start_epoch": 0, "whiten_bias_epochs": 1,
+        "calibration_images": 0}  # fmt: skip
 
 
 def workspace_copy(source, target, **train):

@@ -8,7 +8,6 @@ import pytest
 
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
-from cifar.evaluation import tta
 from cifar.models.fast_net import RECIPE, augmentation, whitening_kernel
 from cifar.models.fast_net import build as fast_cnn
 from cifar.models.layers import ScaledBias
@@ -16,7 +15,7 @@ from cifar.models.saved import load_trained_model
 from cifar.zoo import build_model
 from tests.conftest import PROJECT, set_params
 from tests.datagen import CLASSES
-from tests.helpers import prepare_workspace, recomputed_test_metrics, train_in_workspace, views_by_hand
+from tests.helpers import prepare_workspace, recomputed_test_metrics, train_in_workspace
 
 TINY_FAST = {"epochs": 1, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5}
 
@@ -134,23 +133,6 @@ def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visual
 def test_model_name_selects_the_builder(recipe):
     assert build_model("fast", 10, recipe).name == "fast"
     assert build_model("seed_cnn", 10, recipe=None).name == "seed_cnn"
-
-
-def test_tta_averages_the_mirrored_and_shifted_views():
-    batch = images(6, seed=2)
-    model = keras.Sequential(
-        [keras.Input((32, 32, 3), dtype="uint8"), keras.layers.Rescaling(1 / 255), keras.layers.Flatten()]
-        + [keras.layers.Dense(10, activation="softmax", kernel_initializer=keras.initializers.RandomNormal(seed=1))]
-    )
-    expected = sum(w * model.predict(v, verbose=0) for w, v in views_by_hand(batch))
-    np.testing.assert_allclose(tta.predict(model, batch, level=2, batch_size=4), expected, atol=1e-6)
-    level1 = 0.5 * model.predict(batch, verbose=0) + 0.5 * model.predict(np.flip(batch, axis=2), verbose=0)
-    np.testing.assert_allclose(tta.predict(model, batch, level=1, batch_size=4), level1, atol=1e-6)
-    np.testing.assert_allclose(
-        tta.predict(model, batch, level=0, batch_size=4), model.predict(batch, verbose=0), atol=1e-6
-    )
-    for level in (0, 1, 2):
-        assert sum(weight for weight, _ in tta.weighted_views(batch, level)) == pytest.approx(1.0)
 
 
 def test_weight_average_survives_a_kill_after_the_last_checkpoint(tmp_path):

@@ -56,6 +56,7 @@ def test_a_third_model_is_one_module_and_its_params_section(tmp_path):
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["model"] = "toy"
     params["toy"] = {"epochs": 1, "batch_size": 16, "learning_rate": 0.05, "warmup_epochs": 0, "pooling": "max"}
+    params["toy"]["calibration_images"] = 0
     params["tta"]["toy"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repo.run(sys.executable, "-m", "cifar.core.codegraph", "--update", "dvc.yaml")

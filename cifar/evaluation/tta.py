@@ -1,4 +1,8 @@
-"""Test-time augmentation: average the model's class probabilities over mirrored and shifted views.
+"""Test-time augmentation: average the model's class scores over mirrored and shifted views.
+
+As airbench94's evaluation does, the scores before the softmax (logits) are averaged, and the
+softmax of that average is the prediction (averaging probabilities instead lets one confident
+view outvote the others).
 
 Level 0: the image alone; 1: the image and its mirror, equally weighted; 2: half
 weight on those two, half on both of them shifted one pixel up-left and one pixel
@@ -33,9 +37,35 @@ def weighted_views(images, level):
 
 
 def predict(model, images, level, batch_size):
-    """Class probabilities of `images`, averaged over the views of `level`."""
-    total = None
+    """Class probabilities of `images`: the softmax of the class scores averaged over the views of `level`."""
+    if level == 0:
+        return model.predict(images, batch_size=batch_size, verbose=0)
+    scores = class_scores(model)
+    total = 0.0
     for weight, view in weighted_views(images, level):
-        probabilities = weight * model.predict(np.ascontiguousarray(view), batch_size=batch_size, verbose=0)
-        total = probabilities if total is None else total + probabilities
-    return total
+        total = total + weight * scores(np.ascontiguousarray(view), batch_size)
+    return softmax(total).astype(np.float32)
+
+
+def class_scores(model):
+    """(images, batch size) -> the model's class scores: the input of its final softmax layer, or else the
+    log of its probabilities (the same scores up to a constant per image, which the softmax cancels)."""
+    import keras
+
+    from cifar.calibration.temperature import final_softmax
+
+    softmax_layer = final_softmax(model)
+    if softmax_layer is not None:
+        scores = keras.Model(model.inputs, softmax_layer.input)
+        return lambda images, batch_size: scores.predict(images, batch_size=batch_size, verbose=0).astype(np.float64)
+
+    def log_probabilities(images, batch_size):
+        probabilities = model.predict(images, batch_size=batch_size, verbose=0).astype(np.float64)
+        return np.log(np.maximum(probabilities, np.finfo(np.float64).tiny))
+
+    return log_probabilities
+
+
+def softmax(scores):
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    return np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)

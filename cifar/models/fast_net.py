@@ -1,12 +1,13 @@
-"""The fast model (`train.model: fast`): a small BatchNorm CNN in the spirit of Keller Jordan's airbench94.
+"""The fast model (`train.model: fast`): a small BatchNorm CNN, a port of Keller Jordan's airbench94.
 
-A frozen 2x2 patch-whitening convolution computed from the training images,
-then three conv groups (conv, max-pool, BatchNorm, GELU, conv, BatchNorm, GELU),
-global max-pooling and a scaled linear layer. Training-time augmentation (random
-horizontal flip, random translation with reflected borders) is part of the model,
-so it runs inside the compiled training step and is identity at inference; airbench's
-alternating flip, which needs to know each image, is done by the training batches.
-Every choice is a key of the `fast` section of params.yaml.
+The images standardised per channel (airbench's normalisation), a frozen 2x2 patch-whitening
+convolution computed from the training images, then three conv groups (conv, max-pool,
+BatchNorm, GELU, conv, BatchNorm, GELU), global max-pooling and a scaled linear layer.
+Training-time augmentation (random horizontal flip, airbench's whole-pixel translation with
+reflected borders) is part of the model, so it runs inside the compiled training step and is
+identity at inference; airbench's alternating flip, which needs to know each image, is done by
+the training batches. Every choice is a key of the `fast` section of params.yaml; the remaining
+differences from airbench94 are listed in docs/fast-model.md.
 """
 
 import keras
@@ -15,7 +16,7 @@ from keras import layers
 
 from cifar.core.params import ListRule, Rule, boolean, choice, fraction, non_negative_int, positive_int, positive_number
 from cifar.models.inputs import normalized_input
-from cifar.models.layers import ScaledBias
+from cifar.models.layers import RandomShift, ScaledBias
 from cifar.models.recipe import COMMON
 
 RECIPE = {
@@ -31,11 +32,12 @@ RECIPE = {
     "widths": ListRule(
         positive_int("an integer from 1 to 4096", maximum=4096), 3, "a list of 3 integers from 1 to 4096"
     ),
-    "batchnorm_momentum": fraction(),
+    "batchnorm_momentum": fraction("a number from 0 to 1 (the running statistics' weight on themselves)"),
     "bias_lr_scale": positive_number(),
     "output_scale": positive_number(),
     "flip": choice("alternating", "random", "none"),
     "translate": Rule((int,), "an integer from 0 to 8 (pixels; 0 = off)", minimum=0, maximum=8),
+    "drop_last_batch": boolean(),
     "init": choice("airbench", "keras"),
     "schedule": choice("triangle", "cosine"),
     "initial_lr_fraction": fraction(),
@@ -72,19 +74,21 @@ def whitening_kernel(images, eps=WHITEN_EPS):
     return kernel.reshape(WHITEN_PATCH, WHITEN_PATCH, channels, -1).astype(np.float32)
 
 
-def whitening_layer_weights(train_images, eps=WHITEN_EPS):
-    """(kernel, bias) of the whitening conv for inputs x/255 - 0.5, acting as airbench's on standardised inputs.
+# airbench94's CIFAR_MEAN and CIFAR_STD: the model's standardisation when it is built without images.
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
-    airbench whitens images standardised per channel, (p - mean) / std for pixels p in
-    [0, 1], and its eps is relative to that scale. The model's input is p - 0.5, so the
-    kernel found on standardised images is divided by each channel's std, and the constant
-    it then misses, the kernel applied to (0.5 - mean) / std, starts as the layer's bias.
-    """
+
+def channel_statistics(train_images):
+    """Per-channel mean and std of the training pixels in [0, 1] (CIFAR-10's are airbench's constants)."""
+    if train_images is None:
+        return np.array(CIFAR_MEAN), np.array(CIFAR_STD)
     pixels = np.asarray(train_images, np.float64) / 255
-    mean, std = pixels.mean(axis=(0, 1, 2)), pixels.std(axis=(0, 1, 2))
-    kernel = whitening_kernel((pixels - mean) / std, eps).astype(np.float64)
-    offset = np.einsum("hwcf,c->f", kernel, (0.5 - mean) / std)
-    return (kernel / std[None, None, :, None]).astype(np.float32), offset.astype(np.float32)
+    return pixels.mean(axis=(0, 1, 2)), pixels.std(axis=(0, 1, 2))
+
+
+def standardization(mean, std):
+    """airbench's `T.Normalize(CIFAR_MEAN, CIFAR_STD)` of pixels in [0, 1], on the model's input p - 0.5."""
+    return layers.Normalization(mean=np.asarray(mean) - 0.5, variance=np.asarray(std) ** 2, name="standardize")
 
 
 def kernel_initializer(recipe):
@@ -109,13 +113,26 @@ def augmentation(recipe, seed):
     if recipe["flip"] == "random":  # "alternating" is done by the training batches
         found.append(layers.RandomFlip("horizontal", seed=seed, name="random_flip"))
     if recipe["translate"]:
-        factor = recipe["translate"] / 32
-        found.append(
-            layers.RandomTranslation(
-                factor, factor, fill_mode="reflect", interpolation="nearest", seed=seed + 1, name="random_translate"
-            )
-        )
+        found.append(RandomShift(recipe["translate"], seed=seed + 1, name="random_translate"))
     return found
+
+
+def batchnorm(recipe, name, sync_batchnorm=False):
+    """airbench's BatchNorm: no scale, its bias added by a ScaledBias after it, eps 1e-12.
+
+    airbench's hyperparameter batchnorm_momentum = 0.6 goes to PyTorch as momentum=1-0.6, PyTorch's
+    weight of each new batch: running = 0.6 * running + 0.4 * batch. Keras's `momentum` is the weight
+    of the running value itself, so it takes the 0.6 as it is. (PyTorch's running variance uses the
+    batch's unbiased variance, Keras's the biased one: a relative 1/(n-1) for n values per channel.)
+    """
+    return layers.BatchNormalization(
+        momentum=recipe["batchnorm_momentum"],
+        epsilon=1e-12,
+        center=False,
+        scale=False,
+        synchronized=sync_batchnorm,
+        name=name,
+    )
 
 
 def conv_bn_gelu(x, filters, recipe, name, pool=False, sync_batchnorm=False):
@@ -128,15 +145,7 @@ def conv_bn_gelu(x, filters, recipe, name, pool=False, sync_batchnorm=False):
         identity_start(conv)
     if pool:
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-    # airbench's momentum 0.6 is PyTorch's weight of the new batch; Keras weighs the old average.
-    x = layers.BatchNormalization(
-        momentum=1 - recipe["batchnorm_momentum"],
-        epsilon=1e-12,
-        center=False,
-        scale=False,
-        synchronized=sync_batchnorm,
-        name=f"{name}_bn",
-    )(x)
+    x = batchnorm(recipe, f"{name}_bn", sync_batchnorm)(x)
     x = ScaledBias(recipe["bias_lr_scale"] ** 0.5, name=f"{name}_bias")(x)
     return layers.Activation("gelu", name=f"{name}_gelu")(x)
 
@@ -150,22 +159,28 @@ def build(num_classes, recipe, train_images=None, seed=0, sync_batchnorm=False):
     inputs, x = normalized_input()
     for layer in augmentation(recipe, seed):
         x = layer(x)
+    mean, std = channel_statistics(train_images)
+    x = standardization(mean, std)(x)
     whiten_filters = 2 * WHITEN_PATCH * WHITEN_PATCH * INPUT_CHANNELS
     # Frozen: its kernels are the data's whitening transform, not learned.
     whiten = layers.Conv2D(whiten_filters, WHITEN_PATCH, use_bias=False, trainable=False, name="whiten")
     x = whiten(x)
-    # Its bias learns at the plain rate (airbench's whitening conv bias is not a BatchNorm bias),
-    # for the first `whiten_bias_epochs` (cifar.training.callbacks.FreezeAfter).
-    whiten_bias = ScaledBias(1.0, name="whiten_bias")
-    x = whiten_bias(x)
+    # airbench's whitening conv has a bias, zero at the start (its Conv zeroes every bias) and acting on
+    # standardised images, so weight decay pulls it towards 0 as there. It learns at the plain rate (it is
+    # not a BatchNorm bias) for the first `whiten_bias_epochs` (cifar.training.callbacks.FreezeAfter).
+    x = ScaledBias(1.0, name="whiten_bias")(x)
     if train_images is not None:
-        kernel, bias = whitening_layer_weights(train_images[:WHITEN_IMAGES])
-        whiten.set_weights([kernel])
-        whiten_bias.set_weights([bias])
+        # airbench: the kernel from its first 5,000 training images, standardised. Here 5,000 chosen at
+        # random (by `seed`): prepared image folders are sorted by class, and their first 5,000 one class.
+        sample = np.sort(np.random.default_rng(seed).permutation(len(train_images))[:WHITEN_IMAGES])
+        standardised = (np.asarray(train_images[sample], np.float64) / 255 - mean) / std
+        whiten.set_weights([whitening_kernel(standardised)])
     x = layers.Activation("gelu", name="whiten_gelu")(x)
     for index, width in enumerate(recipe["widths"], start=1):
         x = conv_bn_gelu(x, width, recipe, f"block{index}a", pool=True, sync_batchnorm=sync_batchnorm)
         x = conv_bn_gelu(x, width, recipe, f"block{index}b", sync_batchnorm=sync_batchnorm)
+    # airbench's nn.MaxPool2d(3): the last map is 3x3 (the whitening conv, unpadded, leaves 31x31),
+    # so its one window is the whole map
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     x = layers.Dense(num_classes, use_bias=False, kernel_initializer=kernel_initializer(recipe), name="dense")(x)
     x = layers.Rescaling(recipe["output_scale"], name="scale")(x)

@@ -30,3 +30,38 @@ class ScaledBias(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="cifar")
+class RandomShift(layers.Layer):
+    """airbench94's translation (its `batch_crop`): while training, each image moves by a whole number of
+    pixels, drawn uniformly from -reach..reach for each axis independently, its uncovered border filled
+    from the image padded with PyTorch's `reflect` (the edge pixel not repeated: numpy's and
+    tf.pad's "reflect"). At inference it is the identity. (Keras's RandomTranslation instead draws a
+    continuous shift and rounds it, and its "reflect" repeats the edge pixel.)"""
+
+    def __init__(self, reach, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.reach, self.seed = int(reach), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        if not training or not self.reach:
+            return images
+        import tensorflow as tf
+
+        r = self.reach
+        height, width = images.shape[1], images.shape[2]
+        padded = tf.pad(images, [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
+        # offsets 0..2r into the padded image: a shift of r - offset pixels
+        offsets = keras.random.randint((tf.shape(images)[0], 2), 0, 2 * r + 1, seed=self.seed_generator)
+        rows = offsets[:, :1] + tf.range(height)[None]
+        columns = offsets[:, 1:] + tf.range(width)[None]
+        cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+        return tf.gather(cropped, columns, axis=2, batch_dims=1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "reach": self.reach, "seed": self.seed}

@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 
-def training_batches(x, y, batch_size, seed, first_epoch, epochs, alternating_flip=False):
+def training_batches(x, y, batch_size, seed, first_epoch, epochs, alternating_flip=False, drop_last_batch=False):
     """Shuffled batches for epochs first_epoch..epochs-1: uint8 images and one-hot labels.
 
     Each epoch's order is a stateless shuffle keyed by (seed, epoch), so a run
@@ -13,6 +13,8 @@ def training_batches(x, y, batch_size, seed, first_epoch, epochs, alternating_fl
     `alternating_flip`: airbench's flipping. A random half of the images (chosen once, by
     seed) is mirrored in even epochs and the other half in odd ones, so every image is seen
     both ways in any two consecutive epochs, which random flips per step do not guarantee.
+    `drop_last_batch`: each epoch's last, partial batch is left out (airbench's loader), so that
+    no step runs on a few images with noisy BatchNorm statistics.
     """
     images, labels = tf.constant(x), tf.constant(y)
     first_way = tf.random.stateless_uniform([len(x)], seed=[seed, -1]) < 0.5  # mirrored in even epochs
@@ -21,7 +23,11 @@ def training_batches(x, y, batch_size, seed, first_epoch, epochs, alternating_fl
         order = tf.random.experimental.stateless_shuffle(
             tf.range(len(x)), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
         )
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(lambda index: (index, epoch))
+        return (
+            tf.data.Dataset.from_tensor_slices(order)
+            .batch(batch_size, drop_remainder=drop_last_batch)
+            .map(lambda index: (index, epoch))
+        )
 
     def gather(index, epoch):
         batch = tf.gather(images, index)

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import keras
 
+from cifar.calibration.temperature import calibrated, holdout_split
 from cifar.core.artifacts import Artifacts
 from cifar.core.atomic import atomic_path, write_json
 from cifar.core.codegraph import files_run_by
 from cifar.core.cpu import describe_cpu
+from cifar.core.errors import PipelineError
 from cifar.core.runtime import configure_tensorflow
 from cifar.training import callbacks as cb
 from cifar.training import (
@@ -57,6 +59,7 @@ class Run:
     policy: str
     state: Path  # this run's checkpoint folder
     steps_per_epoch: int
+    held_out: dict  # x and y of the training images kept out of training to fit the temperature
 
 
 def train(spec, settings, recipe, artifacts=Artifacts(), callbacks=()):
@@ -64,13 +67,15 @@ def train(spec, settings, recipe, artifacts=Artifacts(), callbacks=()):
     run = set_up(spec, settings, recipe, artifacts)
     model, done, history = build_or_resume(run)
     history = fit(run, model, done, history, callbacks)
-    save(run, model)
-    return model, history
+    return save(run, model), history
 
 
 def set_up(spec, settings, recipe, artifacts):
     """Seeds, TensorFlow's settings, the data, the strategy and precision, and this run's state folder."""
     arrays, classes = artifacts.load_prepared()
+    trained_on, kept_out = holdout_split(len(arrays["y_train"]), recipe["calibration_images"], settings["seed"])
+    held_out = {"x": arrays["x_train"][kept_out], "y": arrays["y_train"][kept_out]}
+    arrays = {**arrays, "x_train": arrays["x_train"][trained_on], "y_train": arrays["y_train"][trained_on]}
     keras.utils.set_random_seed(settings["seed"])
     configure_tensorflow()
     strategy = distribute.make_strategy(settings["strategy"])
@@ -80,8 +85,22 @@ def set_up(spec, settings, recipe, artifacts):
     policy = precision.resolve(settings["precision"])
     print(f"precision: {policy} (train.precision: {settings['precision']}; CPU: {describe_cpu()})")
     print(f"strategy: {settings['strategy']} ({distribute.describe(strategy)})")
-    steps_per_epoch = math.ceil(len(arrays["y_train"]) / recipe["batch_size"])
-    return Run(spec, settings, recipe, artifacts, arrays, classes, strategy, chief, policy, state, steps_per_epoch)
+    steps_per_epoch = epoch_steps(len(arrays["y_train"]), recipe["batch_size"], spec.drop_last_batch(recipe), spec.name)
+    return Run(
+        spec, settings, recipe, artifacts, arrays, classes, strategy, chief, policy, state, steps_per_epoch, held_out
+    )
+
+
+def epoch_steps(images, batch_size, drop_last_batch, model):
+    """Steps per epoch: every batch, or only the full ones (then at least one is needed)."""
+    if not drop_last_batch:
+        return math.ceil(images / batch_size)
+    if images < batch_size:
+        raise PipelineError(
+            f"params.yaml: {model}.batch_size is {batch_size}, more than the {images} training images, and "
+            f"{model}.drop_last_batch is true: no full batch; allowed: a batch_size of at most {images}"
+        )
+    return images // batch_size
 
 
 def build_or_resume(run):
@@ -150,7 +169,14 @@ def fit(run, model, done, history, extra_callbacks=()):
     )
     alternating_flip = run.spec.alternating_flip(run.recipe)
     batches = training_batches(
-        run.arrays["x_train"], y_train, batch_size, run.settings["seed"], done, epochs, alternating_flip
+        run.arrays["x_train"],
+        y_train,
+        batch_size,
+        run.settings["seed"],
+        done,
+        epochs,
+        alternating_flip,
+        drop_last_batch=run.spec.drop_last_batch(run.recipe),
     )
     if distribute.is_multi_worker(run.strategy):
         distribute.fit_multi_worker(model, run.strategy, batches, **options)
@@ -161,9 +187,13 @@ def fit(run, model, done, history, extra_callbacks=()):
 
 
 def save(run, model):
-    """The chief writes the model and its class names (for predict: the model knows none); the state goes."""
+    """The chief writes the model, with its temperature when images were held out for one, and its class
+    names (for predict: the model knows none); the state goes. Returns the model written."""
+    if run.chief and len(run.held_out["y"]):
+        model, _ = calibrated(model, run.held_out["x"], run.held_out["y"])
     if run.chief:
         with atomic_path(run.artifacts.model) as tmp:
             model.save(tmp)
         write_json(run.artifacts.model_classes, run.classes)
     resume.clear(run.state)
+    return model

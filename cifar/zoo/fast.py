@@ -59,4 +59,5 @@ SPEC = ModelSpec(
     label_smoothing=lambda recipe: recipe["label_smoothing"],
     callbacks=callbacks,
     alternating_flip=lambda recipe: recipe["flip"] == "alternating",
+    drop_last_batch=lambda recipe: recipe["drop_last_batch"],
 )

@@ -14,6 +14,10 @@ def no_alternating_flip(recipe):
     return False
 
 
+def keep_last_batch(recipe):
+    return False
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str  # `train.model`'s value, and the name of its recipe's section in params.yaml
@@ -26,6 +30,8 @@ class ModelSpec:
     callbacks: Callable = no_callbacks
     # recipe -> whether the training batches mirror a different half of the images each epoch (airbench's flip)
     alternating_flip: Callable = no_alternating_flip
+    # recipe -> whether each epoch leaves out its last, partial batch (airbench's loader does)
+    drop_last_batch: Callable = keep_last_batch
 
 
 def warmup_cosine(recipe, steps_per_epoch, final_fraction=0.0):

@@ -1,0 +1,144 @@
+"""The fast model at airbench94's values against airbench94's own code: same data, CPU and precision.
+
+    python -m benchmarks.bench_like_for_like --data data/prepared [--train-images 5000] [--seeds 0 1 2]
+        [--reference path/to/airbench94.py] [--json out.json]
+
+For each seed, the two sides take turns on this machine, in float32: airbench94.py itself (PyTorch,
+through benchmarks/bench_airbench.py, in its own process) and our train stage then evaluate stage
+with `train.model: fast` at airbench's values (AIRBENCH_VALUES: widths 64/256/256, batch 1,024,
+its rate, warm-up and 10 epochs where it trains 9.9, no held-out calibration images), on the
+same prepared arrays: the first `--train-images` of a seeded shuffle of the training set (all
+of them with 0) and the whole test set. Each row: test accuracy with airbench's TTA (level 2)
+and without, and the side's wall time; then each side's mean and standard deviation over the
+seeds, and the mean paired difference, so that a gap can be told from seed noise. Needs PyTorch
+(the `reference` extra) for airbench's side.
+"""
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from benchmarks.workspace import PROJECT, run_stage, set_params, stage_env, timed, write_params
+from cifar.core.artifacts import Artifacts
+from cifar.core.cpu import describe_cpu
+
+# airbench94's hyp in our fast recipe's terms (docs/fast-model.md): 11.5 per 1,024 images on the
+# summed loss is 1.5 on the mean loss; its peak at 23% of the epochs; 10 epochs for its 9.9.
+AIRBENCH_VALUES = {
+    "widths": [64, 256, 256],
+    "batch_size": 1024,
+    "learning_rate": 1.5,
+    "warmup_epochs": 2.3,
+    "epochs": 10,
+    "calibration_images": 0,
+}
+
+
+def subset_data(source, target, train_images, seed):
+    """The prepared arrays of `source` in `target`, the training set cut to a seeded `train_images`
+    (0: all) in a seeded random order. The order matters to airbench94: it whitens from the first
+    5,000 training images, which in a class-sorted set (preprocess writes image folders class by
+    class) are one class; the official CIFAR-10 batches are in random order."""
+    target.mkdir(parents=True)
+    for path in Path(source).iterdir():
+        shutil.copy(path, target / path.name)
+    x, y = np.load(target / "x_train.npy"), np.load(target / "y_train.npy")
+    chosen = np.random.default_rng(seed).permutation(len(y))[: train_images or len(y)]
+    np.save(target / "x_train.npy", x[chosen])
+    np.save(target / "y_train.npy", y[chosen])
+
+
+def run_ours(data, seed, scratch, values=AIRBENCH_VALUES):
+    """Train and evaluate the fast model at `values` on `data`: accuracy with TTA 2 and without, wall s."""
+    root = scratch / f"ours-{seed}"
+    shutil.copytree(data, Artifacts(root).prepared_dir)
+    write_params(root, yaml.safe_load((PROJECT / "params.yaml").read_text()))
+    set_params(root, "train", {"model": "fast", "precision": "float32", "seed": seed})
+    set_params(root, "fast", values)
+    started = time.perf_counter()
+    run_stage("train", root, show_output=True)
+    trained = time.perf_counter() - started
+    accuracies = {}
+    for level in (2, 0):
+        set_params(root, "tta", {"fast": level})
+        run_stage("evaluate", root)
+        accuracies[level] = json.loads(Artifacts(root).metrics.read_text())["accuracy"]
+    return {"accuracy_tta": accuracies[2], "accuracy": accuracies[0], "train_s": round(trained, 1)}
+
+
+def run_reference(data, seed, scratch, reference=None):
+    """airbench94.py on `data` in its own process, float32: accuracy with its TTA and without, wall s."""
+    out = scratch / f"airbench-{seed}.json"
+    command = [sys.executable, "-m", "benchmarks.bench_airbench", "--data", str(data), "--seed", str(seed)]
+    command += ["--precision", "float32", "--json", str(out), *(["--reference", str(reference)] if reference else [])]
+    timed(command, PROJECT, stage_env(), show_output=True)
+    result = json.loads(out.read_text())
+    return {
+        "accuracy_tta": result["test_accuracy_tta"],
+        "accuracy": result["test_accuracy"],
+        "train_s": result["train_s"],
+    }
+
+
+def summary(rows):
+    """Mean and standard deviation of each side's accuracies, and the mean paired difference."""
+    out = {}
+    for side in ("airbench94", "ours"):
+        for key in ("accuracy_tta", "accuracy", "train_s"):
+            values = [row[side][key] for row in rows]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            out[f"{side}_{key}"] = {"mean": round(statistics.mean(values), 4), "std": round(spread, 4)}
+    for key in ("accuracy_tta", "accuracy"):
+        differences = [row["ours"][key] - row["airbench94"][key] for row in rows]
+        spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
+        out[f"difference_{key}"] = {"mean": round(statistics.mean(differences), 4), "std": round(spread, 4)}
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="data/prepared", help="the folder preprocess wrote (default %(default)s)")
+    parser.add_argument("--train-images", type=int, default=5000, help="training images (0: all; default 5000)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--reference", help="airbench94.py at the pinned commit (bench_airbench.py)")
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="like-for-like-") as tmp:
+        scratch = Path(tmp)
+        data = scratch / "data"
+        subset_data(args.data, data, args.train_images, seed=0)
+        for index, seed in enumerate(args.seeds):
+            sides = {
+                "airbench94": lambda seed=seed: run_reference(data, seed, scratch, args.reference),
+                "ours": lambda seed=seed: run_ours(data, seed, scratch),
+            }
+            order = list(sides) if index % 2 == 0 else list(sides)[::-1]  # interleaved: A B, B A, ...
+            row = {"seed": seed, **{side: sides[side]() for side in order}}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = {
+        "benchmark": "like_for_like",
+        "cpu": describe_cpu(),
+        "precision": "float32",
+        "train_images": args.train_images or "all",
+        "ours_values": AIRBENCH_VALUES,
+        "rows": rows,
+        "summary": summary(rows),
+    }
+    print(json.dumps(result["summary"], indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
