@@ -50,12 +50,14 @@ def history(path):
     return json.loads((Artifacts(path).train_reports / "metrics.json").read_text())
 
 
-def assert_same_training(path, reference, atol=1e-4):
+def assert_same_training(path, reference, atol=1e-3):
     """Equal weights and per-epoch metrics, up to rounding (`atol` on weights).
 
     A bug in splitting the batch or averaging the gradients moves weights by ~0.5 here.
-    Measured on an AMD EPYC: MirroredStrategy 3.7e-6 from one device, two workers 4e-6,
-    one device on 1 thread instead of 2 1.1e-6.
+    Measured on an AMD EPYC: MirroredStrategy and two workers 2.0e-4 from one device at most (in a
+    few near-zero weights; 3.7e-6 before the whitening acted on standardised images, whose
+    near-singular directions, eps 5e-4 on 100 images, amplify the replicas' rounding), one device
+    on 1 thread instead of 2 1.1e-6.
     """
     for ours, theirs in zip(weights(path), weights(reference), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=atol)
