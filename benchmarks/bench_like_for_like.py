@@ -1,6 +1,7 @@
 """The fast model at airbench94's values against airbench94's own code: same data, CPU and precision.
 
-    python -m benchmarks.bench_like_for_like --data data/prepared [--train-images 5000] [--seeds 0 1 2]
+    python -m benchmarks.bench_like_for_like --data data/prepared [--train-images 5000] [--test-images 0]
+        [--seeds 0 1 2]
         [--reference path/to/airbench94.py] [--json out.json]
 
 For each seed, the two sides take turns on this machine, in float32: airbench94.py itself (PyTorch,
@@ -42,7 +43,7 @@ AIRBENCH_VALUES = {
 }
 
 
-def subset_data(source, target, train_images, seed):
+def subset_data(source, target, train_images, seed, test_images=0):
     """The prepared arrays of `source` in `target`, the training set cut to a seeded `train_images`
     (0: all) in a seeded random order. The order matters to airbench94: it whitens from the first
     5,000 training images, which in a class-sorted set (preprocess writes image folders class by
@@ -54,6 +55,11 @@ def subset_data(source, target, train_images, seed):
     chosen = np.random.default_rng(seed).permutation(len(y))[: train_images or len(y)]
     np.save(target / "x_train.npy", x[chosen])
     np.save(target / "y_train.npy", y[chosen])
+    if test_images:  # a seeded subset of the test set, in order
+        x, y = np.load(target / "x_test.npy"), np.load(target / "y_test.npy")
+        kept = np.sort(np.random.default_rng(seed).permutation(len(y))[:test_images])
+        np.save(target / "x_test.npy", x[kept])
+        np.save(target / "y_test.npy", y[kept])
 
 
 def run_ours(data, seed, scratch, values=AIRBENCH_VALUES):
@@ -107,6 +113,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/prepared", help="the folder preprocess wrote (default %(default)s)")
     parser.add_argument("--train-images", type=int, default=5000, help="training images (0: all; default 5000)")
+    parser.add_argument("--test-images", type=int, default=0, help="test images (0: all, the default)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--reference", help="airbench94.py at the pinned commit (bench_airbench.py)")
     parser.add_argument("--json", help="write the result here")
@@ -115,7 +122,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="like-for-like-") as tmp:
         scratch = Path(tmp)
         data = scratch / "data"
-        subset_data(args.data, data, args.train_images, seed=0)
+        subset_data(args.data, data, args.train_images, seed=0, test_images=args.test_images)
         for index, seed in enumerate(args.seeds):
             sides = {
                 "airbench94": lambda seed=seed: run_reference(data, seed, scratch, args.reference),
@@ -130,6 +137,7 @@ def main():
         "cpu": describe_cpu(),
         "precision": "float32",
         "train_images": args.train_images or "all",
+        "test_images": args.test_images or "all",
         "ours_values": AIRBENCH_VALUES,
         "rows": rows,
         "summary": summary(rows),

@@ -117,6 +117,11 @@ def test_like_for_like_cuts_the_training_set_and_summarises_paired_seeds(tmp_pat
     assert len(kept) == 20 and len(set(kept)) == 20 and list(kept) != sorted(kept)  # a random order
     np.testing.assert_array_equal(np.load(tmp_path / "cut/x_train.npy")[:, 0, 0, 0], kept)
     assert len(np.load(tmp_path / "cut/x_test.npy")) == 7  # the whole test set
+    np.save(source / "y_test.npy", np.arange(7))
+    subset_data(source, tmp_path / "cut-test", 0, seed=0, test_images=3)
+    assert len(np.load(tmp_path / "cut-test/y_train.npy")) == 50
+    tested = np.load(tmp_path / "cut-test/y_test.npy")
+    assert len(tested) == 3 and list(tested) == sorted(tested) and len(np.load(tmp_path / "cut-test/x_test.npy")) == 3
     rows = [
         {
             "airbench94": {"accuracy_tta": a, "accuracy": a - 0.01, "train_s": 10.0},
