@@ -16,7 +16,6 @@ from cifar.models.fast_net import build as fast_cnn
 from cifar.models.layers import ScaledBias
 from cifar.training.batches import training_batches
 from cifar.training.callbacks import FreezeAfter
-from cifar.training.lookahead import Lookahead
 from cifar.training.schedules import Triangle
 from cifar.zoo import model_spec
 from tests.conftest import PROJECT, set_params
@@ -122,44 +121,6 @@ def test_frozen_bias_gets_no_update_at_all_not_even_momentum_or_weight_decay():
     np.testing.assert_array_equal(biases[1], biases[2])  # then not moved, though momentum and decay were on
     np.testing.assert_array_equal(biases[2], biases[3])
     assert not np.array_equal(kernels[2], kernels[3])  # the rest still learns
-
-
-def test_lookahead_pulls_the_weights_as_airbenchs_lookahead_state():
-    keras.utils.set_random_seed(0)
-    model = tiny_model(batchnorm=True)
-    model.compile(keras.optimizers.SGD(0.05, momentum=0.5), "mse")
-    rng = np.random.default_rng(3)
-    x, y = rng.normal(size=(48, 4)).astype("float32"), rng.normal(size=(48, 3)).astype("float32")
-    steps_per_epoch, epochs, every, start, decay, power = 6, 3, 2, 1, 0.9, 2.0
-
-    class Snapshot(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.states = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.states.append([np.array(v) for v in self.model.variables if "float" in str(v.dtype)])
-
-    before, after = Snapshot(), Snapshot()
-    lookahead = Lookahead(every, start, decay, power, steps_per_epoch, epochs)
-    model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0, callbacks=[before, lookahead, after])
-    average = None
-    total = steps_per_epoch * epochs
-    for index, (pre, post) in enumerate(zip(before.states, after.states)):
-        step, epoch = index + 1, index // steps_per_epoch
-        expected = pre
-        if epoch >= start and step % every == 0:
-            if average is None:
-                average = pre  # airbench: the state starts as a copy, the weights untouched
-            else:
-                rho = decay**every * (step / total) ** power
-                average = [a + (1 - rho) * (w - a) for a, w in zip(average, pre)]
-                expected = average
-        if step % steps_per_epoch == 0 and average is not None:
-            expected = average  # the copy back at every epoch's end
-        assert len(post) == len(expected) > 2  # the BatchNorm statistics are averaged too
-        for ours, theirs in zip(post, expected):
-            np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
 
 
 def test_recipe_asks_for_its_callbacks(recipe):
