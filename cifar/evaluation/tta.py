@@ -44,7 +44,9 @@ def predict(model, images, level, batch_size):
     total = 0.0
     for weight, view in weighted_views(images, level):
         total = total + weight * scores(np.ascontiguousarray(view), batch_size)
-    return softmax(total).astype(np.float32)
+    from scipy.special import softmax
+
+    return softmax(total, axis=1).astype(np.float32)
 
 
 def class_scores(model):
@@ -64,8 +66,3 @@ def class_scores(model):
         return np.log(np.maximum(probabilities, np.finfo(np.float64).tiny))
 
     return log_probabilities
-
-
-def softmax(scores):
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    return np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
