@@ -17,6 +17,7 @@ from cifar.calibration.temperature import (
 )
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
+from cifar.models.scores import class_score_tensor, final_softmax
 from tests.conftest import set_params
 from tests.helpers import prepare_workspace, train_in_workspace
 
@@ -69,6 +70,21 @@ def test_a_model_with_a_temperature_divides_its_scores_and_keeps_its_top_class(t
     loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
     assert temperature_of(loaded) == pytest.approx(2.5)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["softmax_layer", "softmax_activation", "softmax_inside_dense"])
+def test_scores_are_the_final_softmax_s_input_and_only_a_separate_softmax_takes_a_temperature(head):
+    inputs = keras.Input((5,))
+    if head == "softmax_inside_dense":  # no separate softmax: the output is all there is
+        model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(inputs))
+        assert final_softmax(model) is None and class_score_tensor(model) is model.output
+        with pytest.raises(PipelineError, match="softmax alone"):
+            with_temperature(model, 2.0)
+        return
+    scores = keras.layers.Dense(4)(inputs)
+    softmax = keras.layers.Softmax() if head == "softmax_layer" else keras.layers.Activation("softmax")
+    model = keras.Model(inputs, softmax(scores))
+    assert final_softmax(model) is model.layers[-1] and class_score_tensor(model) is scores
 
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])

@@ -9,6 +9,7 @@ from cifar.core.errors import PipelineError
 from cifar.figures.stimuli import kernels_figure, mosaic, stimuli_figure
 from cifar.models.inputs import normalized_input
 from cifar.models.saved import load_trained_model
+from cifar.models.scores import class_score_tensor
 from cifar.visualization import stimuli
 from cifar.visualization.stimuli import activation_record as layer_record
 from cifar.zoo import build_model
@@ -42,7 +43,7 @@ def test_finds_the_four_conv_activations_of_seed_cnn():
         "leaky_re_lu_4",
     ]
     # The class score is the softmax's input, not the probabilities.
-    assert stimuli.class_score_tensor(model) is model.get_layer("leaky_re_lu_6").output
+    assert class_score_tensor(model) is model.get_layer("leaky_re_lu_6").output
 
 
 def test_finds_activation_after_batchnorm_but_not_after_dense():
@@ -84,7 +85,7 @@ def test_groups_optimised_together_equal_groups_optimised_alone():
     model = build_model("seed_cnn", 10, recipe=None)
     image = stimuli.normalized_input(model)
     submodels = [keras.Model(image, layer.output) for layer in stimuli.conv_activation_layers(model)[:2]]
-    submodels.append(keras.Model(image, stimuli.class_score_tensor(model)))
+    submodels.append(keras.Model(image, class_score_tensor(model)))
     rng = np.random.default_rng(1)
     starts = [stimuli.starting_noise(n, rng, stimuli.CONV_NOISE_SCALE) for n in (16, 32, 10)]
     together = stimuli.maximum_stimuli(submodels, starts, 5, 1.0, jitter=1, seed=3)

@@ -10,18 +10,9 @@ import keras
 import numpy as np
 
 from cifar.core.errors import PipelineError
+from cifar.models.scores import final_softmax
 
 LAYER = "temperature"
-
-
-def final_softmax(model):
-    """The model's last layer if it is a separate softmax (both models of the zoo end so), else None."""
-    last = model.layers[-1]
-    if isinstance(last, keras.layers.Softmax):
-        return last
-    if isinstance(last, keras.layers.Activation) and getattr(last.activation, "__name__", "") == "softmax":
-        return last
-    return None
 
 
 def score_model(model):

@@ -54,7 +54,7 @@ def class_scores(model):
     log of its probabilities (the same scores up to a constant per image, which the softmax cancels)."""
     import keras
 
-    from cifar.calibration.temperature import final_softmax
+    from cifar.models.scores import final_softmax
 
     softmax_layer = final_softmax(model)
     if softmax_layer is not None:

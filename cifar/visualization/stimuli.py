@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from cifar.core.errors import PipelineError
 from cifar.models.layers import ScaledBias
+from cifar.models.scores import class_score_tensor
 
 ACTIVATION_LAYERS = (keras.layers.LeakyReLU, keras.layers.ReLU, keras.layers.ELU, keras.layers.Activation)
 # Layers that may stand between a convolution and its activation, keeping one channel per filter.
@@ -49,16 +50,6 @@ def normalized_input(model):
         return model.get_layer("normalize").output
     except ValueError:
         raise PipelineError("the model has no 'normalize' layer; cannot take gradients w.r.t. the image") from None
-
-
-def class_score_tensor(model):
-    """The class scores before softmax: the input of a final softmax layer, else the output."""
-    last = model.layers[-1]
-    if isinstance(last, keras.layers.Activation) and getattr(last.activation, "__name__", "") == "softmax":
-        return last.input
-    if isinstance(last, keras.layers.Softmax):
-        return last.input
-    return model.output
 
 
 def image_values_to_rgb(x, mean, std):
