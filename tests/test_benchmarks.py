@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from benchmarks import bench_airbench
-from benchmarks.bench_time_to_accuracy import QUICK_RECIPE, time_to
+from benchmarks.bench_time_to_accuracy import FAST_QUICK, QUICK_RECIPE, time_to
 from benchmarks.interleave import interleaved, ratio
 from tests.conftest import PROJECT
 from tests.datagen import write_image_folder_archive
@@ -43,6 +43,13 @@ def test_the_docs_give_the_benchmarked_quick_recipe():
     line = next(line for line in speed.splitlines() if line.startswith("dvc exp run -n quick"))
     documented = dict(re.findall(r"-S seed_cnn\.(\w+)=(\S+)", line))
     assert documented == {key: str(value) for key, value in QUICK_RECIPE.items()}
+
+
+def test_the_docs_give_the_benchmarked_quickest_fast_recipe():
+    guide = (PROJECT / "docs/fast-model.md").read_text()
+    line = next(line for line in guide.splitlines() if line.startswith("dvc exp run -S train.model=fast"))
+    documented = dict(re.findall(r"-S fast\.(\w+)=(\S+)", line))
+    assert documented == {key: str(value) for key, value in FAST_QUICK.items()}
 
 
 @pytest.mark.slow
@@ -134,3 +141,51 @@ def test_like_for_like_cuts_the_training_set_and_summarises_paired_seeds(tmp_pat
     assert result["difference_accuracy_tta"]["mean"] == pytest.approx(0.01)
     assert result["difference_accuracy"]["mean"] == pytest.approx(0.0)
     assert result["difference_accuracy_tta"]["std"] == pytest.approx(statistics.stdev([0.01, 0.0, 0.02]), abs=1e-4)
+
+
+def test_holdout_cost_is_each_seed_s_held_out_minus_all():
+    from benchmarks.bench_holdout_cost import paired_cost
+
+    def side(accuracy, ece):
+        return {"accuracy": accuracy, "accuracy_without_tta": accuracy - 0.01, "ece": ece, "nll": 2 * ece}
+
+    pairs = [
+        {"all": side(0.80, 0.05), "held_out": side(0.79, 0.02)},
+        {"all": side(0.82, 0.04), "held_out": side(0.82, 0.01)},
+    ]
+    cost = paired_cost(pairs)
+    assert cost["accuracy"]["mean"] == pytest.approx(-0.005)
+    assert cost["accuracy"]["std"] == pytest.approx(statistics.stdev([-0.01, 0.0]), abs=1e-4)
+    assert cost["ece"] == {"mean": pytest.approx(-0.03), "std": pytest.approx(0.0)}
+    assert cost["nll"]["mean"] == pytest.approx(-0.06)
+
+
+@pytest.mark.slow
+def test_holdout_cost_trains_each_model_with_every_image_and_with_some_held_out(tmp_path):
+    """The command end to end on a tiny dataset: each model twice, the temperature only where images were held out."""
+    source = tmp_path / "images.tar"
+    write_image_folder_archive(source, train=60, test=30)
+    out = tmp_path / "holdout.json"
+    tiny = ["train.precision=float32", "seed_cnn.epochs=1", "seed_cnn.batch_size=16", "fast.epochs=1"]
+    tiny += ["fast.batch_size=16", "fast.widths=[8,16,16]", "fast.warmup_epochs=0.5"]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_holdout_cost", "--source", str(source), "--images", "10"]
+        + ["--seeds", "7", "--json", str(out)]
+        + [arg for setting in tiny for arg in ("--set", setting)],
+        cwd=PROJECT,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    models = json.loads(out.read_text())["models"]
+    assert sorted(models) == ["fast", "seed_cnn"]
+    assert models["fast"]["recipe"] == {"epochs": 1, "batch_size": 16, "widths": [8, 16, 16], "warmup_epochs": 0.5}
+    for row in models.values():
+        (pair,) = row["pairs"]
+        assert pair["seed"] == 7
+        assert pair["all"]["temperature"] == 1.0 and pair["held_out"]["temperature"] != 1.0
+        assert pair["all"]["ece_without_temperature"] == pair["all"]["ece"]
+        held_minus_all = pair["held_out"]["accuracy"] - pair["all"]["accuracy"]
+        assert row["cost"]["accuracy"]["mean"] == pytest.approx(held_minus_all, abs=1e-4)
