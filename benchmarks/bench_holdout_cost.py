@@ -9,8 +9,8 @@ then evaluate with `<model>.calibration_images: 0` (every image trained on) and 
 held out, one after the other on the same data. Each row: test accuracy (evaluate's, with the
 model's `tta` level, and the last epoch's validation without TTA), ECE and NLL of both runs, the
 fitted temperature, and the paired differences (held out minus all). `--recipe quick` trains
-each model at bench_time_to_accuracy's quick recipe (seed_cnn 8 epochs at batch 64, fast 4
-epochs) instead of params.yaml's defaults, to fit a short session; the held-out images are a
+each model at bench_time_to_accuracy's quick recipe (seed_cnn 8 epochs at batch 64, fast 3
+epochs at widths 16/64/64) instead of params.yaml's defaults, to fit a short session; the held-out images are a
 slice of the training set either way, so the cost is theirs. `--set section.key=value` changes
 params.yaml for every run, over the recipe.
 """
