@@ -52,22 +52,20 @@ def test_the_docs_give_the_benchmarked_quickest_fast_recipe():
     assert {key: yaml.safe_load(value) for key, value in documented.items()} == FAST_QUICK
 
 
+def run_benchmark(module, *args):
+    """`python -m benchmarks.<module> args...` from the project, which must succeed."""
+    command = [sys.executable, "-m", f"benchmarks.{module}", *map(str, args)]
+    result = subprocess.run(command, cwd=PROJECT, env=stage_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_run_all_smoke_gives_every_row(tmp_path):
     """The benchmark command, end to end on a tiny dataset: a real dvc repro, both trainings, every baseline."""
     source = tmp_path / "images.tar"
     write_image_folder_archive(source, train=60, test=30)
     out = tmp_path / "all.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run_all", "--source", str(source), "--smoke", "--json", str(out)]
-        + ["--repeats", "2", "--seeds", "42", "7"],
-        cwd=PROJECT,
-        env=stage_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_benchmark("run_all", "--source", source, "--smoke", "--json", out, "--repeats", "2", "--seeds", "42", "7")
     rows = json.loads(out.read_text())["rows"]
     # row 7, airbench94's reference, where PyTorch and the pinned file are at hand (tests/test_bench_airbench.py)
     anchor = ["7"] if bench_airbench.torch_available() and bench_airbench.cached_reference() else []
@@ -168,17 +166,8 @@ def test_holdout_cost_trains_each_model_with_every_image_and_with_some_held_out(
     out = tmp_path / "holdout.json"
     tiny = ["train.precision=float32", "seed_cnn.epochs=1", "seed_cnn.batch_size=16", "fast.epochs=1"]
     tiny += ["fast.batch_size=16", "fast.widths=[8,16,16]", "fast.warmup_epochs=0.5"]
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_holdout_cost", "--source", str(source), "--images", "10"]
-        + ["--seeds", "7", "--json", str(out)]
-        + [arg for setting in tiny for arg in ("--set", setting)],
-        cwd=PROJECT,
-        env=stage_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    settings = [arg for setting in tiny for arg in ("--set", setting)]
+    run_benchmark("bench_holdout_cost", "--source", source, "--images", "10", "--seeds", "7", "--json", out, *settings)
     models = json.loads(out.read_text())["models"]
     assert sorted(models) == ["fast", "seed_cnn"]
     assert models["fast"]["recipe"] == {"epochs": 1, "batch_size": 16, "widths": [8, 16, 16], "warmup_epochs": 0.5}
