@@ -22,6 +22,7 @@ from benchmarks.workspace import (
     dvc_command,
     dvc_env,
     git_env,
+    parse_override,
     pipeline_stages,
     run_stage,
     scratch_repository,
@@ -37,15 +38,6 @@ SMOKE = {
     "robustness": {"max_images": 100},
     "export": {"representative_images": 50, "latency_runs": 5},
 }
-
-
-def parse_override(text):
-    """'fast.epochs=10' -> ('fast', 'epochs', 10)."""
-    key, _, value = text.partition("=")
-    section, _, name = key.partition(".")
-    if not (section and name and _):
-        raise argparse.ArgumentTypeError(f"--set {text!r}: expected section.key=value")
-    return section, name, yaml.safe_load(value)
 
 
 def epoch_seconds(root):

@@ -22,9 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.bench_fast import parse_override
 from benchmarks.bench_time_to_accuracy import QUICK
-from benchmarks.workspace import run_stage, scratch_workspace, set_params
+from benchmarks.workspace import parse_override, run_stage, scratch_workspace, set_params
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import describe_cpu
 

@@ -1,6 +1,7 @@
 """Scratch workspaces for benchmarks: a params.yaml pointed at a dataset, stages run as processes;
 scratch repositories: the project's committed files as a fresh git + DVC repository, run by `dvc`."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -35,6 +36,15 @@ def set_params(root, section, overrides):
     params[section] = {**params[section], **overrides}
     write_params(root, params)
     return params
+
+
+def parse_override(text):
+    """A benchmark's `--set` argument: 'fast.epochs=10' -> ('fast', 'epochs', 10)."""
+    key, _, value = text.partition("=")
+    section, _, name = key.partition(".")
+    if not (section and name and _):
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected section.key=value")
+    return section, name, yaml.safe_load(value)
 
 
 def timed(command, cwd, env=None, show_output=False):
