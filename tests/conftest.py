@@ -1,3 +1,4 @@
+import os
 import shutil
 from pathlib import Path
 
@@ -26,3 +27,34 @@ def set_params(path, **sections):
         params[section].update(values)
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     return params
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory):
+    """`trained_workspace(model, precision)`: a private copy of a workspace whose model was trained once
+    for the whole run (tests/helpers.py: SHARED_TRAINING), by whichever pytest-xdist worker asked first.
+
+    Training is the suite's costliest fixture; every test needing a trained tiny model of a kind
+    shares this one. Each call returns a fresh copy, so a test may run stages that write into it."""
+    from filelock import FileLock
+
+    from tests.helpers import train_shared_workspace
+
+    base = tmp_path_factory.getbasetemp()
+    # pytest-xdist gives each worker its own basetemp inside the run's: the models live in the run's
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "trained-once"
+    root.mkdir(exist_ok=True)
+
+    def copy_of(model, precision="float32"):
+        original = root / f"{model}-{precision}"
+        with FileLock(f"{original}.lock"):
+            if not (original / ".trained").exists():
+                shutil.rmtree(original, ignore_errors=True)
+                train_shared_workspace(original, model, precision)
+                (original / ".trained").touch()
+        copy = tmp_path_factory.mktemp(f"{model}-{precision}")
+        shutil.copytree(original, copy, dirs_exist_ok=True)
+        (copy / ".trained").unlink()
+        return copy
+
+    return copy_of

@@ -53,6 +53,27 @@ def prepare_workspace(path, *, precision, train_images=100, test_images=40, **tr
     return params
 
 
+# The one tiny trained model of each kind that tests share (tests/conftest.py: trained_workspace):
+# well above chance on its test images (measured 0.9 and more, AMD EPYC, float32), so that a stage
+# that mixes up images, labels or classes scores visibly differently from the model.
+SHARED_TRAINING = {
+    "seed_cnn": {"epochs": 2},
+    "fast": {"fast": {"epochs": 5, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5}},
+}
+SHARED_IMAGES = {"train_images": 200, "test_images": 100}
+
+
+def train_shared_workspace(path, model, precision):
+    """A workspace in `path` with `model` trained in `precision` as SHARED_TRAINING says."""
+    recipe = dict(SHARED_TRAINING[model])
+    fast = recipe.pop("fast", None)
+    prepare_workspace(path, precision=precision, model=model, **SHARED_IMAGES, **recipe)
+    if fast:
+        set_params(path, fast=fast)
+    train_in_workspace(path)
+    return path
+
+
 def training_params(path):
     """(the chosen model's spec, train settings, its recipe) from the params.yaml in `path`, validated."""
     from cifar.core.params import load_params
@@ -78,13 +99,18 @@ def views_by_hand(batch, level=2):
     return out
 
 
-def probabilities_by_hand(model_file, images, level, batch_size=256):
+def probabilities_by_hand(model_file, images, level, batch_size=256, float32=False):
     """The model's class probabilities, in float64, at test-time augmentation `level` as airbench94
     computes it: the softmax of the logits averaged over the views of `views_by_hand`. The logits
-    are the log-probabilities up to a per-image constant, which the softmax cancels."""
-    from cifar.models.saved import load_trained_model
+    are the log-probabilities up to a per-image constant, which the softmax cancels.
+
+    `float32`: computed by the model's float32 copy (the same weights), the reference that numbers a
+    model trained in bfloat16 computes are bounded against (tests/bfloat16_bounds.py)."""
+    from cifar.models.saved import float32_copy, load_trained_model
 
     model = load_trained_model(model_file)
+    if float32:
+        model = float32_copy(model)
     logits = [
         (weight, np.log(model.predict(view, batch_size=batch_size, verbose=0).astype(float)))
         for weight, view in views_by_hand(images, level)
@@ -93,16 +119,36 @@ def probabilities_by_hand(model_file, images, level, batch_size=256):
     return np.exp(average) / np.exp(average).sum(axis=1, keepdims=True)
 
 
-def recomputed_test_metrics(root):
-    """(accuracy, loss) of the trained model in workspace `root` on its prepared test set, with its TTA
-    level from params.yaml: what reports/metrics.json must say, computed without the evaluate stage."""
+def recomputed_test_probabilities(root, float32=False):
+    """(probabilities, labels) of the trained model in workspace `root` on its prepared test set, with its
+    TTA level from params.yaml, computed without the evaluate stage; `float32`: by its float32 copy."""
     params = yaml.safe_load((Path(root) / "params.yaml").read_text())
     artifacts = Artifacts(root)
     x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
     level = params["tta"][params["train"]["model"]]
-    probabilities = probabilities_by_hand(artifacts.model, x_test, level, params["evaluate"]["batch_size"])
-    right = probabilities[np.arange(len(y_test)), y_test]
-    return float(np.mean(probabilities.argmax(axis=1) == y_test)), float(-np.mean(np.log(right)))
+    batch_size = params["evaluate"]["batch_size"]
+    return probabilities_by_hand(artifacts.model, x_test, level, batch_size, float32), y_test
+
+
+def assert_test_metrics_are_the_models(root, metrics):
+    """`metrics`' accuracy and loss are those of the trained model in workspace `root` on its test set, at
+    its TTA level, recomputed without the evaluate stage. A model computing in bfloat16 is bounded by its
+    float32 copy's (tests/bfloat16_bounds.py). Returns (the recomputed probabilities, the labels, the
+    images whose top class is certain: all in float32, the near ties left out in bfloat16)."""
+    from cifar.models.saved import computes_in_bfloat16, load_trained_model
+    from tests import bfloat16_bounds
+
+    model = yaml.safe_load((Path(root) / "params.yaml").read_text())["train"]["model"]
+    if not computes_in_bfloat16(load_trained_model(Artifacts(root).model)):
+        probabilities, labels = recomputed_test_probabilities(root)
+        assert metrics["accuracy"] == round(float(np.mean(probabilities.argmax(axis=1) == labels)), 6)
+        right = probabilities[np.arange(len(labels)), labels]
+        assert abs(metrics["loss"] + np.mean(np.log(right))) <= 1e-4  # float32's rounding: measured 2e-6
+        return probabilities, labels, np.ones(len(labels), bool)
+    probabilities, labels = recomputed_test_probabilities(root, float32=True)
+    bfloat16_bounds.assert_accuracy_close(metrics["accuracy"], probabilities, labels, model)
+    bfloat16_bounds.assert_loss_close(metrics["loss"], probabilities, labels, model)
+    return probabilities, labels, ~bfloat16_bounds.near_ties(probabilities, model)
 
 
 def train_in_workspace(path, callbacks=()):

@@ -17,7 +17,6 @@ from cifar.models.inputs import normalized_input
 from cifar.robustness.corruptions import CORRUPTIONS
 from cifar.robustness.params import ROBUSTNESS
 from tests.conftest import PROJECT
-from tests.helpers import prepare_workspace, train_in_workspace
 
 
 def test_ece_of_a_case_computed_by_hand():
@@ -78,12 +77,9 @@ def test_gradcam_points_at_the_evidence_for_the_class_asked():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A seed_cnn model trained well above chance (measured 0.9 on these test images, AMD EPYC, float32)."""
-    path = tmp_path_factory.mktemp("beyond")
-    prepare_workspace(path, precision="float32", train_images=200, test_images=60, epochs=2)
-    train_in_workspace(path)
-    return path
+def trained(trained_workspace):
+    """The suite's shared seed_cnn workspace, trained well above chance (tests/helpers.py: SHARED_TRAINING)."""
+    return trained_workspace("seed_cnn")
 
 
 def keras_probabilities(artifacts, images):
@@ -110,7 +106,7 @@ def test_evaluate_writes_calibration_failures_and_explains_the_predicted_class(t
     confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
     # The reliability table: each bin's images, accuracy and confidence recomputed from the model
     rows = list(csv.DictReader(artifacts.reliability_data.open()))
-    assert sum(int(row["images"]) for row in rows) == 60
+    assert sum(int(row["images"]) for row in rows) == len(y_test)
     for row in rows:
         centre = float(row["bin"])
         members = (confidence > centre - 1 / 30) & (confidence <= centre + 1 / 30)
@@ -123,7 +119,7 @@ def test_evaluate_writes_calibration_failures_and_explains_the_predicted_class(t
     assert per_class == pytest.approx(
         {name: np.mean(predicted[y_test == k] == k) for k, name in enumerate(artifacts.load_classes())}, abs=1e-6
     )
-    assert metrics["nll"] == pytest.approx(-np.mean(np.log(probabilities[np.arange(60), y_test])), abs=1e-4)
+    assert metrics["nll"] == pytest.approx(-np.mean(np.log(probabilities[np.arange(len(y_test)), y_test])), abs=1e-4)
     for figure in ("reliability", "per_class_accuracy", "mistakes", "gradcam", "gradcam_mistakes"):
         assert getattr(artifacts, f"{figure}_figure").read_bytes()[:4] == b"\x89PNG"
     # Grad-CAM explains the class the model predicts: on the mistakes' figure that is never the true one

@@ -17,7 +17,10 @@ from cifar.calibration.temperature import (
 )
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
+from cifar.models.saved import float32_copy
 from cifar.models.scores import class_score_tensor, final_softmax
+from tests import bfloat16_bounds
+from tests.bfloat16_bounds import UNIT_ROUNDOFF
 from tests.conftest import set_params
 from tests.helpers import prepare_workspace, train_in_workspace
 
@@ -112,34 +115,44 @@ def test_the_train_stage_fits_the_temperature_on_held_out_images_and_every_use_a
     saved = keras.models.load_model(artifacts.model, compile=False)
     temperature = temperature_of(saved)
     assert temperature != 1.0
-    # The same fit, recomputed: the held-out images (the seeded slice), their scores before the temperature
+    # The same fit, recomputed: the held-out images (the seeded slice), their scores before the
+    # temperature, by the float32 copy of the weights (the model itself when it computes in float32)
     x_train, y_train = np.load(artifacts.x_train), np.load(artifacts.y_train)
     _, held = holdout_split(len(y_train), 20, params["train"]["seed"])
-    scores = keras.Model(saved.inputs, saved.get_layer("temperature").input)
+    reference = float32_copy(saved)
+    scores = keras.Model(reference.inputs, reference.get_layer("temperature").input)
     held_scores = scores.predict(x_train[held], verbose=0).astype(np.float64)
-    assert temperature == pytest.approx(fit_temperature(held_scores, y_train[held]), rel=1e-4)
+    refit = fit_temperature(held_scores, y_train[held])
+    # float32: the same fit to its rounding. bfloat16: the stage fitted T on scores computed in
+    # bfloat16, which differ from float32's by a few percent on this tiny fast model (4.6% on the
+    # shared one, tests/bfloat16_bounds.py); T moves less than its scores: measured 0.76% (2 u, AMD
+    # EPYC Zen 5 with its bfloat16 units), so 6 u.
+    assert temperature == pytest.approx(refit, rel=1e-4 if precision == "float32" else 6 * UNIT_ROUNDOFF)
 
     # evaluate: calibration with and without it, the latter recomputed from the scores alone (no TTA here)
     metrics = evaluate(params["evaluate"], 0, artifacts)
     x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
     test_scores = scores.predict(x_test, verbose=0).astype(np.float64)
     assert metrics["temperature"] == pytest.approx(temperature, abs=1e-6)
-    unscaled_nll = -np.mean(log_softmax(test_scores, axis=1)[np.arange(len(y_test)), y_test])
-    scaled_nll = -np.mean(log_softmax(test_scores / temperature, axis=1)[np.arange(len(y_test)), y_test])
-    tolerance = 1e-4 if precision == "float32" else 2e-2
-    assert metrics["nll_without_temperature"] == pytest.approx(unscaled_nll, abs=tolerance)
-    assert metrics["nll"] == pytest.approx(scaled_nll, abs=tolerance)
+    unscaled = softmax(test_scores, axis=1)
+    scaled = softmax(test_scores / temperature, axis=1)
+    # NLL against the float32 copy's: measured 1e-7 (float32) and 0.0117 with T, 0.0023 without (bfloat16)
+    if precision == "float32":
+        for key, probabilities in (("nll_without_temperature", unscaled), ("nll", scaled)):
+            assert metrics[key] == pytest.approx(
+                -np.mean(np.log(probabilities[np.arange(len(y_test)), y_test])), abs=1e-4
+            )
+    else:  # bfloat16's own error, against the float32 copy (tests/bfloat16_bounds.py)
+        bfloat16_bounds.assert_loss_close(metrics["nll_without_temperature"], unscaled, y_test, "fast")
+        bfloat16_bounds.assert_loss_close(metrics["nll"], scaled, y_test, "fast")
 
     # The exports hold it: TFLite equals the float32 copy it is converted from (for a model trained in
     # bfloat16; the model itself otherwise), and that copy's probabilities are its scores / T
     export({"representative_images": 10, "latency_runs": 1}, artifacts, progress=lambda m: None)
     from cifar.export.classifiers import load_classifier
-    from cifar.models.saved import float32_copy
 
-    exported = float32_copy(saved)
-    exported_scores = keras.Model(exported.inputs, exported.get_layer("temperature").input)
-    calibrated = softmax(exported_scores.predict(x_test, verbose=0).astype(np.float64) / temperature, axis=1)
-    np.testing.assert_allclose(exported.predict(x_test, verbose=0), calibrated, atol=1e-5)
+    calibrated = scaled
+    np.testing.assert_allclose(reference.predict(x_test, verbose=0), calibrated, atol=1e-5)
     np.testing.assert_allclose(load_classifier(artifacts.tflite_float).predict(x_test), calibrated, atol=1e-5)
     # predict gives the saved model's calibrated probabilities
     from PIL import Image
@@ -150,5 +163,8 @@ def test_the_train_stage_fits_the_temperature_on_held_out_images_and_every_use_a
     assert cli.run(predict, ["--model", str(artifacts.model), "--json", "--top", "10", str(image)]) == 0
     ranked = json.loads(capsys.readouterr().out)["predictions"][str(image)]
     by_class = {entry["class"]: entry["probability"] for entry in ranked}
-    expected = softmax(test_scores[0] / temperature)
-    np.testing.assert_allclose([by_class[c] for c in artifacts.load_classes()], expected, atol=1e-4)
+    printed = np.array([[by_class[c] for c in artifacts.load_classes()]])
+    if precision == "float32":
+        np.testing.assert_allclose(printed, calibrated[:1], atol=2e-6)  # predict rounds to 6 decimals
+    else:
+        bfloat16_bounds.assert_probabilities_close(printed, calibrated[:1], "fast")

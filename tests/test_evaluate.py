@@ -15,7 +15,7 @@ from cifar.models.saved import load_trained_model
 from stages.evaluate import evaluate, main
 from tests.conftest import set_params
 from tests.datagen import CLASSES
-from tests.helpers import prepare_workspace, probabilities_by_hand, train_in_workspace
+from tests.helpers import probabilities_by_hand
 
 
 def test_metrics_agree_with_first_principles():
@@ -47,18 +47,11 @@ def test_confusion_rows_name_classes():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny trained workspace of each model, trained until it is well above chance on the test images
-    (tests/test_learning.py's recipes), so that a stage that mixes up images, labels or classes would
+def trained(trained_workspace):
+    """The suite's shared tiny trained workspace of each model (tests/helpers.py: SHARED_TRAINING), well
+    above chance on its test images, so that a stage that mixes up images, labels or classes would
     score visibly differently from the model."""
-    paths = {}
-    for model in ("seed_cnn", "fast"):
-        path = tmp_path_factory.mktemp(model)
-        prepare_workspace(path, precision="float32", train_images=200, test_images=60, epochs=2, model=model)
-        set_params(path, fast={"epochs": 5, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5})
-        train_in_workspace(path)
-        paths[model] = path
-    return paths
+    return {model: trained_workspace(model) for model in ("seed_cnn", "fast")}
 
 
 def ece_by_definition(probabilities, labels, bins=15):
