@@ -119,6 +119,17 @@ def probabilities_by_hand(model_file, images, level, batch_size=256, float32=Fal
     return np.exp(average) / np.exp(average).sum(axis=1, keepdims=True)
 
 
+def ece_by_definition(probabilities, labels, bins=15):
+    """Guo et al. (2017): sum over equal-width confidence bins (lo, hi] of |accuracy - confidence| * share."""
+    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+    total = 0.0
+    for lo, hi in zip(np.linspace(0, 1, bins + 1)[:-1], np.linspace(0, 1, bins + 1)[1:]):
+        members = (confidence > lo) & (confidence <= hi) | ((lo == 0) & (confidence == 0))
+        if members.any():
+            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return total
+
+
 def recomputed_test_probabilities(root, float32=False):
     """(probabilities, labels) of the trained model in workspace `root` on its prepared test set, with its
     TTA level from params.yaml, computed without the evaluate stage; `float32`: by its float32 copy."""

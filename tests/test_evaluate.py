@@ -15,7 +15,7 @@ from cifar.models.saved import load_trained_model
 from stages.evaluate import evaluate, main
 from tests.conftest import set_params
 from tests.datagen import CLASSES
-from tests.helpers import probabilities_by_hand
+from tests.helpers import ece_by_definition, probabilities_by_hand
 
 
 def test_metrics_agree_with_first_principles():
@@ -52,17 +52,6 @@ def trained(trained_workspace):
     above chance on its test images, so that a stage that mixes up images, labels or classes would
     score visibly differently from the model."""
     return {model: trained_workspace(model) for model in ("seed_cnn", "fast")}
-
-
-def ece_by_definition(probabilities, labels, bins=15):
-    """Guo et al. (2017): sum over equal-width confidence bins (lo, hi] of |accuracy - confidence| * share."""
-    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
-    total = 0.0
-    for lo, hi in zip(np.linspace(0, 1, bins + 1)[:-1], np.linspace(0, 1, bins + 1)[1:]):
-        members = (confidence > lo) & (confidence <= hi) | ((lo == 0) & (confidence == 0))
-        if members.any():
-            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return total
 
 
 def test_evaluate_writes_metrics_and_figures(trained):
@@ -105,7 +94,18 @@ def test_the_stage_entry_scores_the_views_its_params_select(trained, monkeypatch
     predicted = probabilities.argmax(axis=1)
     metrics = json.loads(Path("reports/metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(np.mean(predicted == y_test), abs=1e-6)
-    assert metrics["loss"] == pytest.approx(-np.mean(np.log(probabilities[np.arange(len(y_test)), y_test])), abs=1e-4)
+    nll = -np.mean(np.log(probabilities[np.arange(len(y_test)), y_test]))
+    assert metrics["loss"] == pytest.approx(nll, abs=1e-4) and metrics["nll"] == pytest.approx(nll, abs=1e-4)
+    assert metrics["ece"] == pytest.approx(ece_by_definition(probabilities, y_test), abs=1e-4)
+    # per class, by name: the classes differ, so values attached to another class's name would show
+    recall = {name: np.mean(predicted[y_test == k] == k) for k, name in enumerate(CLASSES)}
+    assert len(set(recall.values())) > 1
+    for k, name in enumerate(CLASSES):
+        chosen = predicted == k
+        precision = np.mean(y_test[chosen] == k) if chosen.any() else 0.0
+        f1 = 2 * precision * recall[name] / (precision + recall[name]) if precision + recall[name] else 0.0
+        expected = {"precision": precision, "recall": recall[name], "f1-score": f1}
+        assert metrics["per_class"][name] == pytest.approx(expected, abs=1e-6), name
     assert f"(test-time augmentation: {expected_level})" in capsys.readouterr().out
     # confusion.csv: one (actual, predicted) row per test image, in order; its counts are scikit-learn's matrix
     rows = list(csv.DictReader(io.StringIO(Path("reports/eval/confusion.csv").read_text())))
