@@ -8,16 +8,19 @@ import json
 import keras
 import numpy as np
 import pytest
+import yaml
 
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
+from cifar.evaluation.params import EVALUATE
 from cifar.export.classifiers import load_classifier
 from cifar.export.params import EXPORT
 from cifar.models.saved import computes_in_bfloat16, float32_copy, load_trained_model
 from tests import bfloat16_bounds
 from tests.conftest import PROJECT
 from tests.datagen import encode_image
+from tests.helpers import assert_test_metrics_are_the_models
 
 
 @pytest.fixture(scope="module", params=["seed_cnn", "fast"])
@@ -42,6 +45,17 @@ def test_the_float32_copy_holds_the_same_weights_and_computes_in_float32(trained
     for ours, theirs in zip(copy.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(ours, theirs)  # the trained weights are float32 already: no rounding
     assert float32_copy(copy) is copy
+
+
+def test_evaluate_of_a_bfloat16_model_reports_its_float32_copy_s_numbers_within_bfloat16_s_error(trained):
+    """The evaluate stage on the model as trained (bfloat16), at its TTA level, against the float32 copy."""
+    from stages.evaluate import evaluate
+
+    path, _, model_name = trained
+    params = load_params({"evaluate": EVALUATE}, path / "params.yaml")
+    level = yaml.safe_load((path / "params.yaml").read_text())["tta"][model_name]
+    metrics = evaluate(params["evaluate"], level, Artifacts(path))
+    assert_test_metrics_are_the_models(path, metrics)
 
 
 def test_export_of_a_bfloat16_model_writes_float32_formats_that_agree_with_it(trained):
