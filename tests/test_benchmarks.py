@@ -72,16 +72,58 @@ def test_run_all_smoke_gives_every_row(tmp_path):
     assert [r["row"].split(".")[0] for r in rows] == ["1", "2", "3", "4", "5a", "5b", "6", *anchor]
     if anchor:
         assert len(rows[-1]["samples"]["ours"]) == len(rows[-1]["samples"]["baseline"]) == 2
-    for r in rows:
-        assert r["ours"] > 0 and r.get("baseline", 1) > 0
-    for r in rows[:1] + rows[2:6]:  # two samples a side, the medians compared
+    for r in rows[:1] + rows[2:6] + rows[7:]:  # two samples a side, taking turns
         assert len(r["samples"]["ours"]) == len(r["samples"]["baseline"]) == 2
-        assert r["ours"] == pytest.approx(statistics.median(r["samples"]["ours"]), rel=1e-3) and r["ours_spread"] >= 0
+        assert_row_summarises_its_samples(r)
     assert sorted(rows[1]["seeds"]) == ["42", "7"]  # a tutorial/quick pair for each seed
+    assert_time_to_accuracy_row_summarises_its_seeds(rows[1])
+    # rows 5a and 5b share their baseline: `dvc version`, measured once per round between the two
+    assert rows[4]["samples"]["baseline"] == rows[5]["samples"]["baseline"]
+    # row 6, the whole dvc repro, trained the tutorial's recipe at params.yaml's seed (42) for row 2, and
+    # so took longer than that training took to its final accuracy, and longer than a repro with nothing to do
+    (repro,) = [r for r in rows if r["row"].startswith("6.")]
+    assert repro["unit"] == "s" and repro["ours"] >= rows[1]["seeds"]["42"]["tutorial_s"] > 0
+    assert repro["ours"] > rows[5]["ours"] and repro["peak_rss_mb"] > 0
     assert rows[3]["filters"] == 4 * 2  # seed_cnn's 4 conv layers, 2 filters each in a smoke run
     settings = json.loads(out.read_text())["settings"]
     assert "onednn" in json.dumps(settings) and settings["repeats"] == 2
     assert "cpu_features" in settings["train"]["ours"] and "cpu_features" in settings["stimuli"]
+
+
+def assert_row_summarises_its_samples(r):
+    """A row's figures are its samples' (benchmarks/interleave.py): each side's median and spread, and the
+    ratio of the medians, baseline / ours for a time and ours / baseline for a rate (higher is better)."""
+    for side in ("ours", "baseline"):
+        samples = r["samples"][side]
+        assert all(sample > 0 for sample in samples), (r["row"], side, samples)
+        median = statistics.median(samples)
+        assert r[side] == pytest.approx(median, rel=1e-3), (r["row"], side)
+        # spread: (max - min) / median, rounded to 3 decimals
+        assert r[f"{side}_spread"] == pytest.approx((max(samples) - min(samples)) / median, abs=6e-4), (r["row"], side)
+    assert r["unit"] in ("s", "images/s"), r["row"]
+    better = r["baseline"] / r["ours"] if r["unit"] == "s" else r["ours"] / r["baseline"]
+    assert r["ratio"] == pytest.approx(better, abs=5.1e-3), r["row"]  # rounded to 2 decimals
+
+
+def assert_time_to_accuracy_row_summarises_its_seeds(r):
+    """Row 2 (benchmarks/run_all.py: time_to_accuracy_row): each seed's ratio is its tutorial time over its
+    quick time, where the quick recipe reached the tutorial's final accuracy; the row's are their medians."""
+    seeds = r["seeds"].values()
+    for seed in seeds:
+        assert seed["tutorial_s"] > 0 and 0 < seed["target_accuracy"] <= 1
+        if seed["quick_s"] is None:  # never reached
+            assert seed["ratio"] is None and seed["quick_best_accuracy"] <= seed["target_accuracy"]
+        else:
+            assert seed["quick_best_accuracy"] >= seed["target_accuracy"] - 1e-4  # both rounded to 4 decimals
+            assert seed["ratio"] == pytest.approx(seed["tutorial_s"] / seed["quick_s"], abs=5.1e-3)
+    assert r["baseline"] == pytest.approx(statistics.median(seed["tutorial_s"] for seed in seeds))
+    reached = all(seed["quick_s"] is not None for seed in seeds)
+    assert ("did not reach" in r["row"]) == (not reached), r["row"]
+    if reached:
+        assert r["ours"] == pytest.approx(statistics.median(seed["quick_s"] for seed in seeds))
+        assert r["ratio"] == pytest.approx(statistics.median(seed["ratio"] for seed in seeds))
+    else:  # the quick recipe's whole training time, which the JSON does not hold apart
+        assert "ratio" not in r and r["ours"] > 0
 
 
 @pytest.mark.parametrize("study", ["bench_precision", "bench_fast_ablation"])

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,15 +10,16 @@ from cifar.core.artifacts import Artifacts
 from cifar.models.saved import load_trained_model
 from stages.predict import main
 from tests.datagen import encode_image
-from tests.helpers import prepare_workspace, train_in_workspace
+
+# Printed probabilities against the model's own (float32, the same pixels, the same batch): JSON rounds
+# them to 6 decimals (5e-7), the text to 3 (5e-4); measured 0 besides the rounding (AMD EPYC, 2 cores).
+JSON_ROUNDING, TEXT_ROUNDING = 5e-7, 5e-4
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    path = tmp_path_factory.mktemp("predict")
-    prepare_workspace(path, precision="auto", epochs=2)
-    train_in_workspace(path)
-    return path
+def trained(trained_workspace):
+    """The shared tiny seed_cnn, trained in float32 (tests/helpers.py: SHARED_TRAINING)."""
+    return trained_workspace("seed_cnn")
 
 
 def write_images(folder):
@@ -38,11 +40,15 @@ def test_top3_for_images_of_any_size_and_mode(trained, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["errors"] == {} and list(out["predictions"]) == images
     classes = json.loads(Artifacts(trained).model_classes.read_text())
-    for ranked in out["predictions"].values():
+    expected = model_probabilities(Artifacts(trained).model, images)
+    for ranked, model_says in zip(out["predictions"].values(), expected):
         probabilities = [r["probability"] for r in ranked]
         assert len(ranked) == 3 and probabilities == sorted(probabilities, reverse=True)
-        assert 0 < sum(probabilities) <= 1.0001
-        assert {r["class"] for r in ranked} <= set(classes)
+        # the model's three highest probabilities, and each printed beside its own class
+        top3 = np.sort(model_says)[::-1][:3]
+        np.testing.assert_allclose(probabilities, top3, atol=JSON_ROUNDING)
+        np.testing.assert_allclose([model_says[classes.index(r["class"])] for r in ranked], top3, atol=JSON_ROUNDING)
+        assert sum(probabilities) == pytest.approx(top3.sum(), abs=3 * JSON_ROUNDING)
 
 
 def decode_by_hand(path):
@@ -54,12 +60,17 @@ def decode_by_hand(path):
         return np.asarray(rgb.resize((32, 32), filter_) if rgb.size != (32, 32) else rgb)
 
 
+def model_probabilities(model_file, images):
+    """The model's own probabilities of the image files, decoded by hand, in one batch as predict runs them."""
+    return load_trained_model(model_file).predict(np.stack([decode_by_hand(p) for p in images]), verbose=0)
+
+
 def test_top_class_is_the_models_argmax_on_the_same_pixels(trained, tmp_path, capsys):
     images = write_images(tmp_path)
     model_file = Artifacts(trained).model
     assert cli.run(main, ["--model", str(model_file), "--json", "--top", "10", *images]) == 0
     out = json.loads(capsys.readouterr().out)["predictions"]
-    probabilities = load_trained_model(model_file).predict(np.stack([decode_by_hand(p) for p in images]), verbose=0)
+    probabilities = model_probabilities(model_file, images)
     classes = json.loads(Artifacts(trained).model_classes.read_text())
     for path, expected in zip(images, probabilities):
         ranked = out[path]
@@ -70,10 +81,20 @@ def test_top_class_is_the_models_argmax_on_the_same_pixels(trained, tmp_path, ca
 
 def test_plain_output_one_line_per_image(trained, tmp_path, capsys):
     images = write_images(tmp_path)
-    cli.run(main, ["--model", str(Artifacts(trained).model), "--top", "2", *images])
-    lines = capsys.readouterr().out.strip().splitlines()
+    assert cli.run(main, ["--model", str(Artifacts(trained).model), "--top", "2", *images]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    lines = captured.out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == images
     assert all(len(line.split(": ", 1)[1].split(", ")) == 2 for line in lines)
+    # each line: the model's two most likely classes, each with its probability to 3 decimals
+    classes = json.loads(Artifacts(trained).model_classes.read_text())
+    for line, model_says in zip(lines, model_probabilities(Artifacts(trained).model, images)):
+        printed = [entry.rsplit(" ", 1) for entry in line.split(": ", 1)[1].split(", ")]
+        assert all(re.fullmatch(r"[01]\.\d{3}", probability) for _, probability in printed), line
+        top2 = np.sort(model_says)[::-1][:2]
+        np.testing.assert_allclose([float(p) for _, p in printed], top2, atol=TEXT_ROUNDING + JSON_ROUNDING)
+        np.testing.assert_allclose([model_says[classes.index(c)] for c, _ in printed], top2, atol=JSON_ROUNDING)
 
 
 def test_bad_files_are_reported_and_the_others_classified(trained, tmp_path, capsys):
