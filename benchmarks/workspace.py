@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -47,20 +46,43 @@ def parse_override(text):
     return section, name, yaml.safe_load(value)
 
 
+# Linux keeps ru_maxrss across fork and exec: a command started from this process (which may hold
+# TensorFlow and a model, a GB or more) would report at least this process's size as its peak. So a
+# small Python process in between starts the command, and reports its wall time and its own peak.
+_MEASURED = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+process = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(process.pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{time.perf_counter() - start} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+# ru_maxrss is in kilobytes on Linux, in bytes on macOS
+_MAXRSS_PER_MB = 1024 * 1024 if sys.platform == "darwin" else 1024
+
+
 def timed(command, cwd, env=None, show_output=False):
     """Wall seconds of a subprocess, its peak RSS in MB (its own, from wait4), and its stdout."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=None if show_output else out, stderr=None if show_output else err
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+    ):
+        measured = Path(scratch) / "measured"
+        process = subprocess.run(
+            [sys.executable, "-c", _MEASURED, str(measured), *map(str, command)],
+            cwd=cwd,
+            env=env,
+            stdout=None if show_output else out,
+            stderr=None if show_output else err,
         )
-        _, status, usage = os.wait4(process.pid, 0)  # not process.wait(): wait4 also gives its rusage
-        wall = time.perf_counter() - start
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(map(str, command))} failed:\n{stdout}\n{stderr}")
-    return wall, usage.ru_maxrss / 1024, stdout
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(map(str, command))} failed:\n{stdout}\n{stderr}")
+        wall, maxrss = measured.read_text().split()
+    return float(wall), int(maxrss) / _MAXRSS_PER_MB, stdout
 
 
 def run_stage(name, root, show_output=False):

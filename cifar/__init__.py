@@ -18,7 +18,9 @@ any module of the package imports it; a value already in the environment wins.
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the logs
+from cifar.core.tensorflow_log import quiet_tensorflow
+
+quiet_tensorflow()  # the user's terminal shows the project's own lines (cifar/core/tensorflow_log.py)
 # TensorFlow turns oneDNN on only for CPUs with AVX512/AMX. On an AVX2 machine turning it on
 # measured 1.3-1.9x faster training and 1.6x faster stimuli (docs/speed.md).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -40,6 +40,7 @@ def export(settings, artifacts=Artifacts(), progress=print):
         write_bytes(artifacts.tflite_float, convert.tflite_float(saved_model))
         write_bytes(artifacts.tflite_int8, convert.tflite_int8(saved_model, arrays["x_train"][representative]))
     write_json(artifacts.export_classes, artifacts.load_classes(artifacts.model_classes))  # for predict
+    write_json(artifacts.export_input, artifacts.load_input(artifacts.model_input))
     reference = keras_model.predict(arrays["x_test"]).argmax(axis=1)
     record = {"cpu": describe_cpu(), "trained_precision": trained_precision}
     for name, path in (

@@ -4,7 +4,8 @@ Reads the prepared arrays, params.yaml's `train` section (model, precision, stra
 chosen model's recipe, the section named like it (`seed_cnn`: the tutorial's Adamax with its
 exponential decay; `fast`: Nesterov SGD, warm-up and cosine decay, label smoothing). Killed at any
 moment, the next run resumes from the last completed epoch and ends with the same weights.
-Writes models/model.keras, models/classes.json and reports/train/ (DVCLive: per-epoch history,
+Writes models/model.keras, models/classes.json, models/input.json (how the training pictures
+were fitted to 32x32, from preprocess, for predict) and reports/train/ (DVCLive: per-epoch history,
 last-epoch metrics, and params.yaml with the precision, strategy and CPU this run resolved).
 """
 

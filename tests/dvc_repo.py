@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cifar.core.tensorflow_log import QUIET_MARK
 from tests.conftest import PROJECT, set_params
 
 PROJECT_FILES = [
@@ -22,11 +23,11 @@ PROJECT_FILES = [
 
 
 def command_env():
-    env = dict(os.environ)
+    """A user's environment: no TensorFlow logging variable (the stages set their own), this interpreter."""
+    env = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", QUIET_MARK)}
     # `python` in dvc.yaml's commands must be this interpreter (the project's virtualenv).
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["PYTHONPATH"] = ""
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["DVC_NO_ANALYTICS"] = "1"
     env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "test"
     env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.com"

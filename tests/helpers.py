@@ -174,7 +174,6 @@ def train_in_workspace(path, callbacks=()):
 def stage_env():
     env = dict(os.environ)
     env["PYTHONPATH"] = str(PROJECT)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return env
 
 

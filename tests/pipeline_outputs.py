@@ -61,20 +61,23 @@ def check_every_output(root, source, written, machine_precision):
     assert json.loads(artifacts.prepared_classes.read_text()) == CLASSES
     assert json.loads(artifacts.prepared_stats.read_text()) == normalized_stats(x_train)
     assert_picture(artifacts.samples_figure)
-    check("prepared_classes", "prepared_stats", "samples_figure")
+    fitting = {key: params["preprocess"][key] for key in ("aspect", "background")}
+    assert json.loads(artifacts.prepared_input.read_text()) == fitting
+    check("prepared_classes", "prepared_stats", "prepared_input", "samples_figure")
 
     # train: the model, its classes, DVCLive's record of the run and of what `auto` resolved
     model = load_trained_model(artifacts.model)
     assert computes_in_bfloat16(model) == (machine_precision == "mixed_bfloat16")
     assert model.output_shape == (None, 10)
     assert json.loads(artifacts.model_classes.read_text()) == CLASSES
+    assert json.loads(artifacts.model_input.read_text()) == fitting  # for predict
     logged = yaml.safe_load((artifacts.train_reports / "params.yaml").read_text())
     assert logged["precision"] == machine_precision
     epochs = params[params["train"]["model"]]["epochs"]
     for split in ("train", "eval"):
         rows = (artifacts.history_dir / split / "loss.tsv").read_text().splitlines()
         assert len(rows) == 1 + epochs and all(np.isfinite(float(row.split("\t")[-1])) for row in rows[1:])
-    check("model", "model_classes", "train_reports")
+    check("model", "model_classes", "model_input", "train_reports")
 
     # evaluate: every number from the model's predictions (bfloat16: bounded by its float32 copy's)
     metrics = json.loads(artifacts.metrics.read_text())
@@ -137,7 +140,8 @@ def check_every_output(root, source, written, machine_precision):
     assert np.abs(int8 - reference).max() <= 0.1  # int8 rounding, tests/test_beyond_accuracy.py measured 0.03
     assert exported["tflite_int8"]["accuracy"] == round(float(np.mean(int8.argmax(axis=1) == y_test)), 6)
     assert json.loads(artifacts.export_classes.read_text()) == CLASSES
-    check("saved_model", "tflite_float", "tflite_int8", "export_classes", "export_record")
+    assert json.loads(artifacts.export_input.read_text()) == fitting
+    check("saved_model", "tflite_float", "tflite_int8", "export_classes", "export_input", "export_record")
 
     # visualize: a record and a figure per conv layer of the model, and one for the classes
     stimuli = json.loads(artifacts.stimuli_record.read_text())

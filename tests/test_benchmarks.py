@@ -10,6 +10,7 @@ import yaml
 from benchmarks import bench_airbench
 from benchmarks.bench_time_to_accuracy import FAST_QUICK, QUICK_RECIPE, time_to
 from benchmarks.interleave import interleaved, ratio
+from benchmarks.workspace import timed
 from tests.conftest import PROJECT
 from tests.datagen import write_image_folder_archive
 from tests.helpers import stage_env
@@ -50,6 +51,17 @@ def test_the_docs_give_the_benchmarked_quickest_fast_recipe():
     line = next(line for line in guide.splitlines() if line.startswith("dvc exp run -S train.model=fast"))
     documented = dict(re.findall(r"-S '?fast\.(\w+)=([^\s']+)", line))  # quoted where a shell would glob
     assert {key: yaml.safe_load(value) for key, value in documented.items()} == FAST_QUICK
+
+
+def test_a_commands_peak_rss_is_its_own_not_its_parents(tmp_path):
+    """ru_maxrss survives fork and exec: a 400 MB parent must not show in a 60 MB command's peak."""
+    parent = bytearray(400 * 2**20)
+    parent[::4096] = b"x" * len(parent[::4096])  # touched: resident
+    allocate = "b = bytearray({} * 2**20); b[::4096] = b'x' * len(b[::4096]); print('done')"
+    small = timed([sys.executable, "-c", allocate.format(60)], cwd=tmp_path)
+    large = timed([sys.executable, "-c", allocate.format(260)], cwd=tmp_path)
+    assert small[2] == large[2] == "done\n"
+    assert 60 <= small[1] < 200 and large[1] - small[1] == pytest.approx(200, abs=20)  # MB
 
 
 def run_benchmark(module, *args):
@@ -223,3 +235,20 @@ def test_holdout_cost_trains_each_model_with_every_image_and_with_some_held_out(
         assert pair["all"]["ece_without_temperature"] == pair["all"]["ece"]
         held_minus_all = pair["held_out"]["accuracy"] - pair["all"]["accuracy"]
         assert row["cost"]["accuracy"]["mean"] == pytest.approx(held_minus_all, abs=1e-4)
+
+
+def test_predict_folder_benchmark_smoke(tmp_path):
+    """Both sides classify every generated photo (the benchmark checks each side's row count), and its table's
+    figures are its samples'."""
+    out = tmp_path / "predict.json"
+    run_benchmark("bench_predict_folder", "--counts", "6", "12", "--repeats", "1", "--json", out)
+    result = json.loads(out.read_text())
+    assert [row["photos"] for row in result["rows"]] == [6, 12]
+    for row in result["rows"]:
+        for side in ("ours", "baseline"):
+            (seconds,) = row["seconds"][side]["samples"]
+            assert row["images_per_s"][side] == round(row["photos"] / seconds, 1)
+            assert row["peak_rss_mb"][side] == round(max(row["rss_mb"][side])) > 0
+        assert row["speed_ratio"] == round(row["seconds"]["baseline"]["median"] / row["seconds"]["ours"]["median"], 2)
+    growth = result["rss_growth"]["ours"]
+    assert growth == round(result["rows"][1]["peak_rss_mb"]["ours"] / result["rows"][0]["peak_rss_mb"]["ours"], 2)

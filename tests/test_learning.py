@@ -60,7 +60,14 @@ def test_preprocess_keeps_each_label_with_its_image(tmp_path, layout):
     else:
         x_train, y_train, x_test, y_test = write_image_folder_archive(archive, train=100, test=30)
     artifacts = fetched(tmp_path, archive)
-    params = {"max_train_images": 47, "max_test_images": 23, "seed": 3, "labels": "fine"}  # subsets: picked
+    params = {
+        "max_train_images": 47,
+        "max_test_images": 23,
+        "seed": 3,
+        "labels": "fine",
+        "aspect": "squash",
+        "background": "white",
+    }  # subsets: picked
     arrays = preprocess(params, artifacts, progress=lambda m: None)
     for split, images, labels in (("train", x_train, y_train), ("test", x_test, y_test)):
         x, y = np.load(artifacts.prepared_array(f"x_{split}")), np.load(artifacts.prepared_array(f"y_{split}"))

@@ -71,6 +71,13 @@ STAGE_OF = {
         ("seed_cnn", {"warmup_epochs": -1}, "seed_cnn.warmup_epochs is -1; allowed: a number of epochs from 0 to 100"),
         ("tta", {"seed_cnn": -1}, "tta.seed_cnn is -1; allowed: 0 (off)"),
         ("preprocess", {"max_train_images": 0}, "preprocess.max_train_images is 0"),
+        ("preprocess", {"aspect": "stretch"}, "preprocess.aspect is 'stretch'; allowed: one of squash, crop, pad"),
+        (
+            "preprocess",
+            {"background": "transparent-ish"},
+            "preprocess.background is 'transparent-ish'; allowed: a colour",
+        ),
+        ("preprocess", {"background": 255}, "preprocess.background is 255; allowed: a colour"),
         ("fetch", {"retries": 0}, "fetch.retries is 0; allowed: an integer from 1 to 20"),
         ("fetch", {"source": 3}, "fetch.source is 3 (int); allowed: a path"),
         ("evaluate", {"batch_size": None}, "evaluate.batch_size must not be null"),

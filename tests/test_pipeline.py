@@ -10,6 +10,7 @@ import yaml
 
 from cifar.core.artifacts import OUTS, Artifacts
 from cifar.core.cpu import describe_cpu
+from cifar.core.tensorflow_log import without_log_lines
 from cifar.models.saved import load_trained_model
 from tests.conftest import PROJECT
 from tests.datagen import (
@@ -88,7 +89,11 @@ def repro_every_stage(tmp_path, precision, expected_precision, env=None):
     archive = tmp_path / "tiny-cifar.tar.gz"
     written = write_cifar_archive(archive)
     repo = make_repo(tmp_path / "repo", archive, **{**TINY, "train": {"precision": precision}})
-    assert ran_stages(repo.dvc("repro", env=env).stdout) == STAGES
+    result = repo.dvc("repro", env=env)
+    assert ran_stages(result.stdout) == STAGES
+    # the user's terminal: the stages' own lines, not one of TensorFlow's (cifar/core/tensorflow_log.py)
+    for stream in (result.stdout, result.stderr):
+        assert without_log_lines(stream.encode()) == stream.encode(), stream
     root = repo.path
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     assert set(lock) == set(STAGES)
@@ -131,7 +136,11 @@ def test_dvc_repro_runs_end_to_end_from_every_layout(tmp_path, layout):
     name, write = LAYOUTS[layout]
     classes = write(tmp_path / name)
     sizes = {"max_train_images": 200, "max_test_images": 100} if layout == "cifar100" else {}
-    repo = make_repo(tmp_path / "repo", tmp_path / name, **{**TINY, "preprocess": {**TINY["preprocess"], **sizes}})
+    # centre-cropped pictures: the choice travels from preprocess to the model and its exports, for predict
+    fitting = {"aspect": "crop", "background": "#336699"}
+    repo = make_repo(
+        tmp_path / "repo", tmp_path / name, **{**TINY, "preprocess": {**TINY["preprocess"], **sizes, **fitting}}
+    )
     # CIFAR-100's 100 classes through every stage; the other layouts through the tutorial's stages
     targets = [] if layout == "cifar100" else ["evaluate", "visualize"]
     expected = STAGES if layout == "cifar100" else ["fetch", "preprocess", "train", "evaluate", "visualize"]
@@ -144,11 +153,16 @@ def test_dvc_repro_runs_end_to_end_from_every_layout(tmp_path, layout):
     assert len(rows) == 1 + len(np.load(Artifacts(root).y_test))
     for figure in ("confusion_matrix.png", "predictions.png", "stimuli/classes.png"):
         assert (root / "reports/figures" / figure).read_bytes()[:4] == b"\x89PNG"
-    image = root / "query.png"
-    image.write_bytes(encode_image(np.full((32, 32, 3), 128, np.uint8)))
+    recorded = [
+        Artifacts(root).load_input(path) for path in (Artifacts(root).model_input, Artifacts(root).export_input)
+    ]
+    assert recorded[0] == fitting and recorded[1] == (fitting if "export" in expected else {})
+    image = root / "query.png"  # twice as wide as tall: predict crops its middle, as preprocess was told to
+    query = np.random.default_rng(0).integers(0, 256, (32, 64, 3), dtype=np.uint8)
+    image.write_bytes(encode_image(query))
     predicted = json.loads(repo.run(sys.executable, "-m", "stages.predict", "--json", "--top", "3", str(image)).stdout)
-    # the model's own top three on the same pixels (float32: TINY pins it), by class name
-    expected = load_trained_model(Artifacts(root).model).predict(np.full((1, 32, 32, 3), 128, np.uint8), verbose=0)[0]
+    # the model's own top three on the middle 32x32 (float32: TINY pins it), by class name
+    expected = load_trained_model(Artifacts(root).model).predict(query[None, :, 16:48], verbose=0)[0]
     top = np.argsort(-expected, kind="stable")[:3]
     ranked = predicted["predictions"][str(image)]
     assert [row["class"] for row in ranked] == [classes[k] for k in top]

@@ -102,10 +102,12 @@ def test_bad_files_are_reported_and_the_others_classified(trained, tmp_path, cap
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     missing = tmp_path / "missing.png"
+    empty = tmp_path / "empty"
+    empty.mkdir()
     with pytest.raises(SystemExit) as exit_info:
         cli.run(
             main,
-            ["--model", str(Artifacts(trained).model), "--json", str(corrupt), good, str(tmp_path), str(missing)],
+            ["--model", str(Artifacts(trained).model), "--json", str(corrupt), good, str(empty), str(missing)],
         )
     assert exit_info.value.code == 1
     captured = capsys.readouterr()
@@ -113,8 +115,8 @@ def test_bad_files_are_reported_and_the_others_classified(trained, tmp_path, cap
     errors = captured.err.strip().splitlines()
     assert len(errors) == 3
     assert f"{corrupt}: cannot decode image" in errors[0]
-    assert f"{tmp_path}: is a directory" in errors[1]
-    assert f"{missing}: cannot read" in errors[2]
+    assert f"{empty}: no image files in this folder" in errors[1]
+    assert f"{missing}: no such file" in errors[2]
 
 
 def test_missing_model(tmp_path, capsys):

@@ -73,6 +73,12 @@ def exported(request, trained_workspace, tmp_path_factory):
     artifacts = Artifacts(trained_workspace(model, precision))
     settings = load_params({"export": EXPORT}, PROJECT / "params.yaml")["export"]
     export({**settings, "latency_runs": 1}, artifacts, progress=lambda m: None)
+    # how predict fits a picture, kept beside every format
+    assert (
+        artifacts.load_input(artifacts.export_input)
+        == artifacts.load_input(artifacts.model_input)
+        == {"aspect": "squash", "background": "white"}
+    )
     images = np.load(artifacts.x_test)
     folder = tmp_path_factory.mktemp(f"png-{model}-{precision}")
     paths = []

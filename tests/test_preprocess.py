@@ -15,7 +15,14 @@ from cifar.data.prepare import balanced_subset, normalized_stats
 from stages.preprocess import preprocess
 from tests.datagen import CLASSES, copy_tar_without, encode_image, write_cifar_archive, write_image_folder_archive
 
-PARAMS = {"max_train_images": None, "max_test_images": None, "seed": 0, "labels": "fine"}
+PARAMS = {
+    "max_train_images": None,
+    "max_test_images": None,
+    "seed": 0,
+    "labels": "fine",
+    "aspect": "squash",
+    "background": "white",
+}
 
 
 def test_cifar_archive_round_trips(tmp_path):

@@ -22,10 +22,12 @@ OUTS = {
     **{name: f"data/prepared/{name}.npy" for name in ARRAYS},
     "prepared_classes": "data/prepared/classes.json",
     "prepared_stats": "data/prepared/stats.json",  # mean and std of the normalised training pixels
+    "prepared_input": "data/prepared/input.json",  # how pictures were fitted to 32x32: aspect, background
     "samples_figure": "reports/figures/samples.png",
     # train
     "model": "models/model.keras",
     "model_classes": "models/classes.json",  # for predict: the model itself knows no class names
+    "model_input": "models/input.json",  # for predict: how to fit a picture as the training images were
     "train_reports": "reports/train",  # DVCLive's: per-epoch history, last metrics, what `auto` resolved
     # evaluate
     "metrics": "reports/metrics.json",
@@ -48,6 +50,7 @@ OUTS = {
     "tflite_float": "models/export/model.tflite",
     "tflite_int8": "models/export/model_int8.tflite",
     "export_classes": "models/export/classes.json",
+    "export_input": "models/export/input.json",
     "export_record": "reports/export.json",  # each format's accuracy, agreement, size and latency
     # visualize
     "stimuli_record": "reports/stimuli.json",
@@ -101,6 +104,11 @@ class Artifacts:
 
     def load_stats(self):
         return _load_json(self.prepared_stats)
+
+    def load_input(self, path=None):
+        """How pictures were fitted to 32x32 ({"aspect", "background"}); {} where prepared data predate it."""
+        path = Path(path or self.prepared_input)
+        return _load_json(path) if path.exists() else {}
 
 
 def _load_npy(path):

@@ -17,7 +17,7 @@ from cifar.core.errors import PipelineError
 from cifar.data import cifar_binary, cifar_pickle
 from cifar.data.archive import iter_dataset_files
 from cifar.data.image_folders import read_image_folders
-from cifar.data.images import is_image_name
+from cifar.data.images import DEFAULT_FITTING, is_image_name
 from cifar.data.os_files import is_os_file
 
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
@@ -47,8 +47,9 @@ def wanted(name):
     return not is_os_file(name) and (basename(name) in LAYOUT_FILES or is_image_name(name))
 
 
-def read_dataset(path, labels="fine", progress=print):
-    """The Dataset in an archive or directory; `labels` picks CIFAR-100's fine or coarse classes."""
+def read_dataset(path, labels="fine", progress=print, fitting=DEFAULT_FITTING):
+    """The Dataset in an archive or directory; `labels` picks CIFAR-100's fine or coarse classes,
+    `fitting` how image folders' pictures become 32x32."""
     files, dirs = {}, set()
     for name, data in iter_dataset_files(path, wanted=wanted):
         if is_os_file(name):
@@ -66,7 +67,7 @@ def read_dataset(path, labels="fine", progress=print):
         return cifar10_binary(files, found, path)
     if "meta" in found and ("train" in found or "test" in found):
         return cifar100_python(files, found, path, labels)
-    (x_train, y_train), (x_test, y_test), classes = read_image_folders(files, dirs, path, progress)
+    (x_train, y_train), (x_test, y_test), classes = read_image_folders(files, dirs, path, progress, fitting)
     return Dataset(x_train, y_train, x_test, y_test, classes)
 
 

@@ -1,18 +1,20 @@
 """The image-folder layout: train/<class>/<image> and test/<class>/<image>, optionally in one top folder.
 
 Class names are the folder names, sorted. Images of every format Pillow opens are accepted
-(extensions matched case-insensitively); any mode or size becomes 32x32 RGB (cifar/data/images.py).
+(extensions matched case-insensitively), HEIC too; each becomes the 32x32 RGB picture a viewer shows,
+fitted by preprocess.aspect and .background (cifar/data/images.py).
 The files operating systems and file managers leave behind are skipped silently (cifar/data/os_files.py).
 """
 
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 import numpy as np
 
 from cifar.core.errors import PipelineError
-from cifar.data.images import IMAGE_SIZE, decode_image
+from cifar.data.images import DEFAULT_FITTING, IMAGE_SIZE, decode_image
 
 EXPECTED = (
     "a CIFAR archive (CIFAR-10 Python or binary, CIFAR-100 Python) or "
@@ -23,7 +25,7 @@ EXPECTED = (
 _SPLIT_RE = re.compile(r"^(?:(?P<prefix>[^/]+)/)?(?P<split>train|test)/(?P<cls>[^/]+)(?:/(?P<file>.+))?$")
 
 
-def read_image_folders(files, dirs, source, progress):
+def read_image_folders(files, dirs, source, progress, fitting=DEFAULT_FITTING):
     layout = {"train": {}, "test": {}}
     prefixes = set()
     for name in sorted(dirs) + sorted(files):
@@ -54,20 +56,20 @@ def read_image_folders(files, dirs, source, progress):
             f"{source}: class folders differ between train and test "
             f"(only in train: {only_train or 'none'}; only in test: {only_test or 'none'})"
         )
-    x_train, y_train = _decode_split(files, layout["train"], classes, source, "train", progress)
-    x_test, y_test = _decode_split(files, layout["test"], classes, source, "test", progress)
+    x_train, y_train = _decode_split(files, layout["train"], classes, source, "train", progress, fitting)
+    x_test, y_test = _decode_split(files, layout["test"], classes, source, "test", progress, fitting)
     return (x_train, y_train), (x_test, y_test), classes
 
 
 DECODE_CHUNK = 2000
 
 
-def _decode_chunk(items):
+def _decode_chunk(items, fitting):
     """Decode [(source, bytes)] to one uint8 array; runs in a worker process."""
-    return np.stack([decode_image(data, source) for source, data in items])
+    return np.stack([decode_image(data, source, fitting) for source, data in items])
 
 
-def _decode_split(files, per_class, classes, source, split, progress):
+def _decode_split(files, per_class, classes, source, split, progress, fitting):
     """Decode one split's images, in parallel over the CPU cores, in a fixed order."""
     names = [(label, name) for label, cls in enumerate(classes) for name in sorted(per_class[cls])]
     labels = np.array([label for label, _ in names], dtype=np.int64)
@@ -78,7 +80,7 @@ def _decode_split(files, per_class, classes, source, split, progress):
     workers = min(os.cpu_count() or 1, len(chunks))
     decoded, done = [], 0
     with ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool:
-        for array in pool.map(_decode_chunk, chunks):
+        for array in pool.map(partial(_decode_chunk, fitting=fitting), chunks):
             decoded.append(array)
             done += len(array)
             if done % 10_000 < DECODE_CHUNK or done == len(names):

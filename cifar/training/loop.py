@@ -187,13 +187,15 @@ def fit(run, model, done, history, extra_callbacks=()):
 
 
 def save(run, model):
-    """The chief writes the model, with its temperature when images were held out for one, and its class
-    names (for predict: the model knows none); the state goes. Returns the model written."""
+    """The chief writes the model, with its temperature when images were held out for one, its class
+    names and how its pictures were fitted (for predict: the model knows neither); the state goes.
+    Returns the model written."""
     if run.chief and len(run.held_out["y"]):
         model, _ = calibrated(model, run.held_out["x"], run.held_out["y"])
     if run.chief:
         with atomic_path(run.artifacts.model) as tmp:
             model.save(tmp)
         write_json(run.artifacts.model_classes, run.classes)
+        write_json(run.artifacts.model_input, run.artifacts.load_input())  # predict fits pictures the same way
     resume.clear(run.state)
     return model
