@@ -1,8 +1,9 @@
 """Stage evaluate: test-set metrics, calibration, failure modes and explanations, with their figures.
 
 Reads the model, the prepared test set, params.yaml's `evaluate` section, `train.model`, and the
-model's test-time augmentation `tta.<model>` (the class probabilities averaged over the image and
-its mirror, and at level 2 both shifted by a pixel). Writes reports/metrics.json (accuracy, loss,
+model's test-time augmentation `tta.<model>` (as airbench's evaluation: the class scores before the
+softmax averaged over the image and its mirror, and at level 2 both shifted by a pixel, then the
+softmax of that average). Writes reports/metrics.json (accuracy, loss,
 expected calibration error over 15 bins and NLL, with and without the temperature the model holds
 (cifar/calibration), per-class and macro precision / recall / F1),
 reports/eval/{confusion,reliability,per_class_accuracy}.csv for DVC's plots, and the figures:

@@ -2,8 +2,10 @@
 
 Reads the prepared arrays, params.yaml's `train` section (model, precision, strategy, seed) and the
 chosen model's recipe, the section named like it (`seed_cnn`: the tutorial's Adamax with its
-exponential decay; `fast`: Nesterov SGD, warm-up and cosine decay, label smoothing). Killed at any
-moment, the next run resumes from the last completed epoch and ends with the same weights.
+exponential decay; `fast`: Nesterov SGD, by default airbench's triangular rate (up over the first
+epochs, then down), label smoothing, airbench's lookahead, optionally an average of the weights).
+Killed at any moment, the next run resumes from the last completed epoch and ends with the same
+weights.
 Writes models/model.keras, models/classes.json, models/input.json (how the training pictures
 were fitted to 32x32, from preprocess, for predict) and reports/train/ (DVCLive: per-epoch history,
 last-epoch metrics, and params.yaml with the precision, strategy and CPU this run resolved).
