@@ -1,11 +1,19 @@
-import io
-import tarfile
+"""Untrusted archives, tar and zip: every member checked before a byte of it is used."""
 
+import io
+import stat
+import tarfile
+import zipfile
+
+import numpy as np
 import pytest
 
 from cifar.core.errors import PipelineError
+from cifar.data import members
 from cifar.data.archive import iter_archive_files, iter_directory_files
+from cifar.data.datasets import read_dataset
 from cifar.data.members import MAX_MEMBER_BYTES
+from tests.datagen import encode_image, random_images, write_image_folder_archive
 
 
 def make_tar(path, members, mode="w"):
@@ -135,3 +143,107 @@ def test_total_size_is_bounded_for_plain_tars_too(tmp_path, monkeypatch):
     large = [file_member(f"{i}.png", b"x" * (10 << 10)) for i in range(8)]  # 80 KiB of members
     with pytest.raises(PipelineError, match="unpacks to more than"):
         read_all(make_tar(tmp_path / "large.tar", large))
+
+
+# Hostile zips: the same refusals as the tar's above.
+
+
+def zip_with(path, entries):
+    """entries: (ZipInfo or name, bytes)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("train/cat/ok.png", encode_image(random_images(1, np.random.default_rng(0))[0][0]))
+        for info, data in entries:
+            archive.writestr(info, data)
+    return path
+
+
+def symlink_info(name):
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+def fifo_info(name):
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFIFO | 0o644) << 16
+    return info
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (("../escape.txt", b"x"), "contains '..'"),
+        (("train/../../escape.png", b"x"), "contains '..'"),
+        (("/etc/cron.d/evil", b"x"), "absolute path"),
+        (("C:\\Windows\\evil.png", b"x"), "absolute path"),
+        ((symlink_info("train/cat/link.png"), b"/etc/passwd"), "is a symbolic link"),
+        ((fifo_info("train/cat/pipe"), b""), "not a regular file"),
+    ],
+)
+def test_hostile_zip_members_are_refused_before_anything_is_read(tmp_path, entry, message):
+    path = zip_with(tmp_path / "bad.zip", [entry])
+    yielded = []
+    with pytest.raises(PipelineError, match=message):
+        for name, _ in iter_archive_files(path):
+            yielded.append(name)
+    assert yielded == ["train/cat/ok.png"]
+
+
+def test_a_zip_bomb_stops_at_its_declared_sizes(tmp_path, monkeypatch):
+    monkeypatch.setattr(members, "MAX_TOTAL_BYTES", 4 << 20)
+    path = zip_with(tmp_path / "bomb.zip", [(f"train/cat/{i}.png", b"\0" * (1 << 20)) for i in range(8)])
+    assert path.stat().st_size < 100_000  # 8 MB of zeros in a few KB
+    with pytest.raises(PipelineError, match="unpacks to more than"):
+        list(iter_archive_files(path))
+
+
+def test_a_zip_that_lies_about_its_size_is_caught(tmp_path):
+    """A member whose header declares fewer bytes than its data holds: zipfile stops there, the CRC fails."""
+    path = zip_with(tmp_path / "liar.zip", [("train/cat/big.png", b"\1" * 100_000)])
+    data = bytearray(path.read_bytes())
+    header = data.index(b"PK\x01\x02", data.index(b"train/cat/big.png"))  # its central directory record
+    data[header + 24 : header + 28] = (10).to_bytes(4, "little")  # uncompressed size: 10 bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(PipelineError, match="zip archive is truncated or corrupt"):
+        list(iter_archive_files(path))
+
+
+def test_a_truncated_or_corrupt_zip_is_named_as_such(tmp_path):
+    path = tmp_path / "cut.zip"
+    write_image_folder_archive(path)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(PipelineError, match="cut.zip: zip archive is truncated or corrupt"):
+        list(iter_archive_files(path))
+    corrupt = bytearray(whole)
+    first = corrupt.index(b"PK\x03\x04")
+    corrupt[first + 200] ^= 0xFF  # inside the first member's compressed data
+    path.write_bytes(bytes(corrupt))
+    with pytest.raises(PipelineError, match="zip archive is truncated or corrupt"):
+        list(iter_archive_files(path))
+
+
+def test_an_encrypted_member_is_refused(tmp_path):
+    path = zip_with(tmp_path / "secret.zip", [("train/cat/secret.png", b"x" * 10)])
+    data = bytearray(path.read_bytes())
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central headers
+        at = data.rindex(signature)
+        data[at + flag_offset] |= 0x1
+    path.write_bytes(bytes(data))
+    with pytest.raises(PipelineError, match="is encrypted"):
+        list(iter_archive_files(path))
+
+
+def test_an_empty_zip_is_an_empty_dataset(tmp_path):
+    path = tmp_path / "empty.zip"
+    zipfile.ZipFile(path, "w").close()
+    assert list(iter_archive_files(path)) == []
+    with pytest.raises(PipelineError, match="no dataset found"):
+        read_dataset(path, progress=lambda message: None)
+
+
+def test_not_an_archive_is_named(tmp_path):
+    path = tmp_path / "notes.zip"
+    path.write_bytes(io.BytesIO(b"just text, not a zip").getvalue())
+    with pytest.raises(PipelineError, match="not an archive: expected a zip, or a tar"):
+        list(iter_archive_files(path))
