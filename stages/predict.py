@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,10 @@ from cifar.core.errors import PipelineError
 from cifar.core.tensorflow_log import show_tensorflow_log
 from cifar.data.images import Fitting, decode_image, is_image_name
 from cifar.data.os_files import is_os_file
-from cifar.data.params import ASPECTS, PREPROCESS, ColourRule
+from cifar.data.params import ASPECTS, PREPROCESS
 
 MODEL_FILE = Artifacts().model
-FITTING_KEYS = ("aspect", "background")  # of input.json: preprocess's params of the same names
+FITTING_KEYS = tuple(field.name for field in fields(Fitting))  # input.json's: preprocess's params of those names
 BATCH_SIZE = 256  # images decoded and held at once: a few MB of pixels, whatever the files' sizes
 
 
@@ -58,20 +59,19 @@ def model_fitting(model_file, aspect=None, background=None):
     recorded_in = beside_model(model_file, Artifacts().model_input)
     recorded = {key: value for key, value in Artifacts().load_input(recorded_in).items() if key in FITTING_KEYS}
     for key, value in recorded.items():
-        try:
-            PREPROCESS[key].check(key, value)
-        except PipelineError as err:
-            raise PipelineError(f"{recorded_in}: {str(err).removeprefix('params.yaml: ')}") from None
-    fitting = Fitting(**recorded)
-    if aspect is not None:
-        fitting = Fitting(aspect, fitting.background)
-    if background is not None:
-        try:
-            ColourRule().check("--background", background)
-        except PipelineError:
-            raise PipelineError(f"--background is {background!r}; allowed: {ColourRule().description}") from None
-        fitting = Fitting(fitting.aspect, background)
-    return fitting
+        check_fitting(key, value, key, where=f"{recorded_in}: ")
+    given = {key: value for key, value in (("aspect", aspect), ("background", background)) if value is not None}
+    for key, value in given.items():
+        check_fitting(key, value, f"--{key}")
+    return Fitting(**{**recorded, **given})
+
+
+def check_fitting(key, value, shown_as, where=""):
+    """preprocess's rule for `key` (aspect, background), its one error line naming `shown_as` in `where`."""
+    try:
+        PREPROCESS[key].check(shown_as, value)
+    except PipelineError as err:
+        raise PipelineError(where + str(err).removeprefix("params.yaml: ")) from None
 
 
 def image_files(paths):

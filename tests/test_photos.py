@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from functools import cache
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from stages.predict import Progress, classify, image_files, main
 from stages.preprocess import preprocess
 from tests import photos
 from tests.conftest import PROJECT
-from tests.datagen import encode_image
+from tests.datagen import encode_image, write_image_folder_archive
 
 BLUE = "#336699"
 # The model's probabilities of one picture, through predict (batch of the folder) and directly (one
@@ -339,21 +338,17 @@ def test_progress_shows_on_a_terminal_only():
 # --- preprocess ---
 
 
-def write_folder_archive(path, cases_by_class):
-    """An image-folder tar: train/<class>/<file> and test/<class>/<file> for each class's cases."""
-    with tarfile.open(path, "w") as archive:
-        for split in ("train", "test"):
-            for name, cases in cases_by_class.items():
-                for photo in cases:
-                    info = tarfile.TarInfo(f"{split}/{name}/{photo.name}")
-                    info.size = len(photo.data)
-                    archive.addfile(info, io.BytesIO(photo.data))
-
-
 def preprocessed(root, cases_by_class, **fitting):
     artifacts = Artifacts(root)
     artifacts.raw_dir.mkdir(parents=True)
-    write_folder_archive(artifacts.raw_dataset, cases_by_class)
+    # train/<class>/<file> and test/<class>/<file> for each class's cases, nothing else
+    files = {
+        f"{split}/{name}/{photo.name}": photo.data
+        for split in ("train", "test")
+        for name, cases in cases_by_class.items()
+        for photo in cases
+    }
+    write_image_folder_archive(artifacts.raw_dataset, train=0, test=0, extra=files)
     settings = {"max_train_images": None, "max_test_images": None, "seed": 0, "labels": "fine"}
     preprocess({**settings, "aspect": "squash", "background": "white", **fitting}, artifacts, progress=lambda m: None)
     return artifacts

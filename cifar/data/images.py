@@ -162,17 +162,9 @@ def to_srgb(image):
 def fitted(picture, fitting):
     """The picture at 32x32 by fitting.aspect: area averaging where it shrinks, bilinear where it grows."""
     size = (IMAGE_SIZE, IMAGE_SIZE)
-    width, height = picture.size
-    if fitting.aspect == "crop":
-        scaled_from = min(width, height)
-    elif fitting.aspect == "pad":
-        scaled_from = max(width, height)
-    elif fitting.aspect == "squash":
-        scaled_from = max(width, height)
-        if picture.size == size:
-            return picture
-    else:
-        raise ValueError(f"unknown aspect {fitting.aspect!r}")  # params.yaml's rule allows the three above
+    if fitting.aspect == "squash" and picture.size == size:
+        return picture
+    scaled_from = min(picture.size) if fitting.aspect == "crop" else max(picture.size)  # the side that becomes 32
     method = Image.Resampling.BOX if scaled_from > IMAGE_SIZE else Image.Resampling.BILINEAR
     if fitting.aspect == "crop":
         return ImageOps.fit(picture, size, method)
