@@ -81,7 +81,7 @@ def baseline(folder, model_file):
     pillow_heif.register_heif_opener()
     import keras
 
-    from cifar.models.saved import load_trained_model
+    from cifar.network.trained import load_trained_model
 
     paths = sorted(path for path in Path(folder).rglob("*") if path.is_file())
     images = np.stack([keras.utils.img_to_array(keras.utils.load_img(p, target_size=(32, 32))) for p in paths])

@@ -23,29 +23,9 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.recipes import QUICK, QUICK_RECIPE, SEEDS
 from benchmarks.workspace import run_stage, scratch_workspace, set_params
 from cifar.core.artifacts import Artifacts
-
-# The quick recipe: a larger batch, a warm-up to twice the tutorial's rate and a cosine decay to
-# zero, in fewer epochs; bfloat16 where `train.precision: auto` finds it. README ("Quick recipe")
-# gives the same as `dvc exp run -S`. Trials here (5 epochs, test accuracy): batch 256 at 0.01:
-# 0.728; batch 64 at 0.01: 0.750, 0.723 after 3 (the tutorial's recipe: 0.713 after 3).
-QUICK_RECIPE = {
-    "batch_size": 64,
-    "learning_rate": 0.01,
-    "schedule": "warmup_cosine",
-    "warmup_epochs": 0.5,
-    "epochs": 8,
-}
-
-
-# The fast model at half its widths (a quarter of the arithmetic) in 3 epochs, the triangle's peak at
-# its 23%; its whole training set (no images held out for calibration, as the tutorial's recipe keeps
-# them all). Its validation accuracy is without test-time augmentation, as the tutorial's. Trials here
-# (seed 42, AMD EPYC AVX2, full JPEG data): this recipe 0.7829 after 188 s; the defaults' widths in 2
-# epochs 0.8005 after 301 s (0.7034 after its first, 158 s); the tutorial's recipe ends near 0.76.
-FAST_QUICK = {"epochs": 3, "warmup_epochs": 0.69, "calibration_images": 0, "widths": [16, 64, 64]}
-QUICK = {"seed_cnn": QUICK_RECIPE, "fast": FAST_QUICK}
 
 
 def history(root):
@@ -89,9 +69,6 @@ def compare(tutorial, quick, recipe=QUICK_RECIPE):
         },
         "ratio": None if quick_s is None else round(tutorial_s / quick_s, 2),
     }
-
-
-SEEDS = (42, 43)  # train.seed: params.yaml's, and one more; the target must be reached from both
 
 
 def train(root, name, recipe, seed, progress=print, model="seed_cnn"):
@@ -143,6 +120,13 @@ def describe(seed, result):
         f"(epoch {tutorial['epoch']}), quick {fast['seconds']:.0f}s (epoch {fast['epoch']})  "
         f"ratio {result['ratio']:.2f}x"
     )
+
+
+def run_in(root, quick=QUICK_RECIPE, seeds=SEEDS, progress=print):
+    """The row, in a workspace `root` where `dvc repro` just trained the tutorial's recipe (at its
+    train.seed, whose tutorial run is not repeated)."""
+    trained_seed = yaml.safe_load((root / "params.yaml").read_text())["train"]["seed"]
+    return summarise(compare_seeds(root, quick, seeds, done={trained_seed: history(root)}, progress=progress))
 
 
 def run(source, quick=QUICK_RECIPE, seeds=SEEDS, progress=print, model="seed_cnn"):

@@ -23,9 +23,9 @@ import tensorflow as tf
 from benchmarks.interleave import MIN_REPEATS, interleaved, ratio, seconds
 from benchmarks.settings import settings
 from cifar.core.runtime import configure_tensorflow
-from cifar.models.saved import load_trained_model
-from cifar.visualization import stimuli
-from cifar.zoo import build_model
+from cifar.models import build_model
+from cifar.network.trained import load_trained_model
+from cifar.visualization import gradient_ascent
 
 
 def tutorial_stimulus(submodel, filter_index, iterations, step, rng):
@@ -50,16 +50,16 @@ def tutorial_stimulus(submodel, filter_index, iterations, step, rng):
 def run(model, iterations=20, step=1.0, seed=0, max_filters=None, repeats=MIN_REPEATS, progress=print):
     """Both methods on every filter of every conv layer (the first `max_filters` of each, if given),
     taking turns for `repeats` rounds; the ratio is of the medians."""
-    image = stimuli.normalized_input(model)
-    layers = stimuli.conv_activation_layers(model)
+    image = gradient_ascent.normalized_image(model)
+    layers = gradient_ascent.conv_activation_layers(model)
     submodels = [keras.Model(image, layer.output) for layer in layers]
     counts = [min(layer.output.shape[-1], max_filters or layer.output.shape[-1]) for layer in layers]
 
     def ours():
         # as the stage runs it: a fresh compiled loop each time, its tracing included
         rng = np.random.default_rng(seed)
-        starts = [stimuli.starting_noise(count, rng, stimuli.CONV_NOISE_SCALE) for count in counts]
-        stimuli.maximum_stimuli(submodels, starts, iterations, step, seed=seed)
+        starts = [gradient_ascent.starting_noise(count, rng, gradient_ascent.CONV_NOISE_SCALE) for count in counts]
+        gradient_ascent.maximum_stimuli(submodels, starts, iterations, step, seed=seed)
 
     def tutorial():
         rng = np.random.default_rng(seed)

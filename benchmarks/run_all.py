@@ -31,11 +31,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image
 
 from benchmarks import bench_airbench, bench_time_to_accuracy, bench_train, bench_visualize
 from benchmarks.interleave import MIN_REPEATS, interleaved, ratio, seconds
+from benchmarks.recipes import QUICK_RECIPE, SEEDS
 from benchmarks.workspace import (
     dvc_command,
     dvc_env,
@@ -82,7 +82,7 @@ SMOKE_STIMULI = {"max_filters": 2}
 SMOKE_ANCHOR = {"count": 128, "batch_size": 64, "widths": [8, 32, 32]}
 
 
-def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.SEEDS, progress=print):
+def run(source, smoke=False, repeats=MIN_REPEATS, seeds=SEEDS, progress=print):
     """Every row; each with sides taking turns `repeats` rounds, but rows 2 and 6 (whole trainings):
     row 2 one tutorial/quick pair per seed, row 6 one dvc repro from scratch."""
     rows = []
@@ -91,8 +91,6 @@ def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.S
         scratch_repository(source, root, SMOKE if smoke else {})
         progress("6. dvc repro from scratch, default params ...")
         repro_s, repro_rss, _ = timed(dvc_command("repro"), root, dvc_env(), show_output=True)
-        default_seed = yaml.safe_load((root / "params.yaml").read_text())["train"]["seed"]
-        tutorial = bench_time_to_accuracy.history(root)  # the repro trained the tutorial's recipe
 
         def dvc_seconds(*args):
             return lambda: timed(dvc_command(*args), root, dvc_env())[0]
@@ -119,16 +117,14 @@ def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.S
         )
 
         progress("4. stimuli ...")
-        from cifar.models.saved import load_trained_model
+        from cifar.network.trained import load_trained_model
 
         model = load_trained_model(Artifacts(root).model)
         stimuli = bench_visualize.run(model, repeats=repeats, **(SMOKE_STIMULI if smoke else {}))
 
         progress("2. the quick recipe against the tutorial's, one pair per seed ...")
-        quick = {**bench_time_to_accuracy.QUICK_RECIPE, **(SMOKE_TRAIN if smoke else {})}
-        speedup = bench_time_to_accuracy.summarise(
-            bench_time_to_accuracy.compare_seeds(root, quick, seeds, done={default_seed: tutorial}, progress=progress)
-        )
+        quick = {**QUICK_RECIPE, **(SMOKE_TRAIN if smoke else {})}
+        speedup = bench_time_to_accuracy.run_in(root, quick, seeds, progress)  # the repro trained the tutorial's
 
     progress("1. training throughput ...")
     throughput = bench_train.run(**(SMOKE_THROUGHPUT if smoke else {}), repeats=repeats)
@@ -144,7 +140,7 @@ def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.S
         )
     )
     rows.append(time_to_accuracy_row(speedup))
-    anchor = airbench_anchor(smoke, repeats, progress)
+    anchor = bench_airbench.run_if_available(repeats, progress, **(SMOKE_ANCHOR if smoke else {}))
     rows.append(
         row(
             "3. preprocess all images (ours: stage; baseline: streamed tar + Pillow, 1 process)",
@@ -184,22 +180,6 @@ def run(source, smoke=False, repeats=MIN_REPEATS, seeds=bench_time_to_accuracy.S
             )
         )
     return rows, {"train": throughput["settings"], "stimuli": stimuli["settings"], "repeats": repeats}
-
-
-def airbench_anchor(smoke, repeats, progress):
-    """Row 7, where PyTorch and airbench94.py (pinned; downloaded once) are at hand; else None, said why."""
-    if not bench_airbench.torch_available():
-        progress("7. skipped: PyTorch is not installed (pip install -e .[reference])")
-        return None
-    try:
-        reference = bench_airbench.reference_path()
-        bench_airbench.reference_source(reference)
-    except Exception as error:  # offline and not cached, or altered: the other rows stand
-        progress(f"7. skipped: airbench94.py unavailable ({error})")
-        return None
-    progress("7. the fast model's training speed against airbench94's reference ...")
-    anchor = SMOKE_ANCHOR if smoke else {}
-    return bench_airbench.speed_anchor(**anchor, reference=reference, repeats=repeats, progress=progress)
 
 
 def time_to_accuracy_row(speedup):
@@ -261,9 +241,7 @@ def main():
     parser.add_argument("--json", default="benchmarks/results/all.json")
     parser.add_argument("--smoke", action="store_true", help="a small subset, one epoch: checks the command only")
     parser.add_argument("--repeats", type=int, default=MIN_REPEATS, help="rounds of each row's interleaved sides")
-    parser.add_argument(
-        "--seeds", type=int, nargs="+", default=list(bench_time_to_accuracy.SEEDS), help="row 2's train.seed values"
-    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="row 2's train.seed values")
     args = parser.parse_args()
     rows, settings = run(args.source, args.smoke, args.repeats, args.seeds)
     print_table(rows)

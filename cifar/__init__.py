@@ -2,10 +2,11 @@
 
 core/         params, the table of artifact paths, atomic writes, errors, the command line, the CPU
 data/         dataset sources and formats, decoding, the prepared arrays
-models/       the networks and their recipes' rules, our layers, loading a trained model
+models/       one module per `train.model` name: its network, its recipe's rules, its optimizer
+network/      what every stage needs of a network: the input layers, loading a trained model
 training/     the training loop and its mechanics: resume, precision, distribution, callbacks
-zoo/          one module per `train.model` name: the spec joining a network with its training
-evaluation/   metrics, calibration, failure modes, Grad-CAM, test-time augmentation
+calibration/  temperature scaling, fitted at the end of training
+evaluation/   metrics, reliability (ECE), failure modes, Grad-CAM, test-time augmentation
 robustness/   the corruptions and the accuracy under them
 export/       SavedModel and TFLite conversion, every format run the same way
 visualization/ maximum stimuli

@@ -18,17 +18,23 @@ import numpy as np
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.atomic import save_figure, write_json, write_text
-from cifar.core.params import choice, load_params, read_params_file
+from cifar.core.params import choice, load_params, non_negative_int, positive_int, read_params_file
 from cifar.evaluation import tta
-from cifar.evaluation.params import EVALUATE, TTA_LEVEL
+
+# params.yaml's `evaluate` section (each key is documented there); `tta.<model>`'s rule is tta.TTA_LEVEL
+EVALUATE = {
+    "batch_size": positive_int(),
+    "seed": non_negative_int(),
+    "mistakes": positive_int("an integer from 1 to 64", maximum=64),
+}
 
 
 def evaluate(settings, tta_level=0, artifacts=Artifacts()):
     # Imported here: TensorFlow, scikit-learn and matplotlib take seconds, and --help needs none of them.
     from cifar.calibration.temperature import temperature_of, without_temperature
-    from cifar.evaluation.calibration import expected_calibration_error, negative_log_likelihood
     from cifar.evaluation.metrics import compute_metrics, confusion_rows
-    from cifar.models.saved import load_trained_model
+    from cifar.evaluation.reliability import expected_calibration_error, negative_log_likelihood
+    from cifar.network.trained import load_trained_model
 
     model = load_trained_model(artifacts.model)
     arrays, classes = artifacts.load_prepared()
@@ -54,10 +60,9 @@ def evaluate(settings, tta_level=0, artifacts=Artifacts()):
 def write_tables_and_figures(model, arrays, classes, probabilities, metrics, settings, artifacts):
     from sklearn.metrics import confusion_matrix
 
-    from cifar.evaluation.calibration import reliability_bins
-    from cifar.evaluation.failures import most_confident_mistakes, per_class_accuracy
     from cifar.evaluation.gradcam import grad_cam
-    from cifar.evaluation.metrics import csv_text
+    from cifar.evaluation.metrics import csv_text, most_confident_mistakes, per_class_accuracy
+    from cifar.evaluation.reliability import reliability_bins
     from cifar.figures import evaluation as figures
     from cifar.figures.confusion import confusion_figure
     from cifar.figures.grids import predictions_figure, random_indices
@@ -100,7 +105,7 @@ def main(argv=None):
     models = tuple(read_params_file().get("tta") or {})
     params = load_params({"evaluate": EVALUATE, "train.model": choice(*models)})
     tta_key = f"tta.{params['train.model']}"  # the model in use's; dvc.yaml lists the same key
-    evaluate(params["evaluate"], load_params({tta_key: TTA_LEVEL})[tta_key])
+    evaluate(params["evaluate"], load_params({tta_key: tta.TTA_LEVEL})[tta_key])
 
 
 if __name__ == "__main__":

@@ -18,15 +18,20 @@ import numpy as np
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.atomic import atomic_directory, atomic_path, write_json
-from cifar.core.params import load_params
-from cifar.export.params import EXPORT
+from cifar.core.params import load_params, positive_int
+
+# params.yaml's `export` section (each key is documented there)
+EXPORT = {
+    "representative_images": positive_int("an integer from 1 to 10000", maximum=10_000),
+    "latency_runs": positive_int("an integer from 1 to 10000", maximum=10_000),
+}
 
 
 def export(settings, artifacts=Artifacts(), progress=print):
     from cifar.core.cpu import describe_cpu
     from cifar.export import convert
     from cifar.export.classifiers import load_classifier, single_image_latency
-    from cifar.models.saved import computes_in_bfloat16, float32_copy
+    from cifar.network.trained import computes_in_bfloat16, float32_copy
 
     arrays, _ = artifacts.load_prepared()
     keras_model = load_classifier(artifacts.model)

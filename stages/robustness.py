@@ -14,14 +14,34 @@ import sys
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.atomic import save_figure, write_json, write_text
-from cifar.core.params import load_params
-from cifar.robustness.params import ROBUSTNESS, SEVERITIES
+from cifar.core.params import ListRule, Rule, load_params, non_negative_int, positive_int
+
+# params.yaml's `robustness` section (each key is documented there): five values per corruption
+SEVERITIES = 5
+
+
+def levels(kinds, description, minimum, maximum):
+    item = Rule(kinds, description, minimum=minimum, maximum=maximum)
+    return ListRule(item, SEVERITIES, f"a list of {SEVERITIES} values, each {description}")
+
+
+ROBUSTNESS = {
+    "max_images": positive_int("null (the whole test set) or an integer >= 1", nullable=True),
+    "seed": non_negative_int(),
+    "gaussian_noise": levels((int, float), "a noise sigma from 0 to 1", 0, 1),
+    "defocus_blur": levels((int, float), "a disk radius from 0 to 8 pixels", 0, 8),
+    "defocus_blur_smoothing": levels((int, float), "a Gaussian sigma from 0.01 to 2 pixels", 0.01, 2),
+    "contrast": levels((int, float), "a contrast factor from 0 to 1", 0, 1),
+    "brightness": levels((int, float), "an added brightness from 0 to 1", 0, 1),
+    "jpeg_compression": levels((int,), "a JPEG quality from 1 to 95", 1, 95),
+    "pixelate": levels((int, float), "a size fraction from 0.05 to 1", 0.05, 1),
+}
 
 
 def robustness(settings, artifacts=Artifacts(), progress=print):
     from cifar.evaluation.metrics import csv_text
     from cifar.figures.evaluation import robustness_figure
-    from cifar.models.saved import load_trained_model
+    from cifar.network.trained import load_trained_model
     from cifar.robustness.evaluation import corruption_accuracy, robustness_record, test_subset
 
     model = load_trained_model(artifacts.model)

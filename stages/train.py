@@ -21,13 +21,14 @@ from cifar.core.params import load_params
 def main(argv=None):
     cli.parser("stages.train", __doc__).parse_args(argv)
     # After the arguments: TensorFlow takes seconds to import, and --help needs none of it.
+    from cifar.models import TRAIN_RULES, model_definition
     from cifar.training.loop import train
-    from cifar.zoo import TRAIN_RULES, model_spec
 
     settings = load_params({"train": TRAIN_RULES})["train"]
-    spec = model_spec(settings["model"])
-    recipe = load_params({spec.name: spec.recipe})[spec.name]
-    train(spec, settings, recipe, Artifacts())
+    name = settings["model"]
+    definition = model_definition(name)  # cifar/models/<name>.py
+    recipe = load_params({name: definition.RECIPE})[name]
+    train(definition, settings, recipe, Artifacts())
 
 
 if __name__ == "__main__":

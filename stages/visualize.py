@@ -16,8 +16,16 @@ import numpy as np
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.atomic import save_figure, write_json
-from cifar.core.params import load_params
-from cifar.visualization.params import VISUALIZE
+from cifar.core.params import Rule, load_params, non_negative_int, positive_int, positive_number
+
+# params.yaml's `visualize` section (each key is documented there)
+VISUALIZE = {
+    "iterations": positive_int("an integer from 1 to 10000", maximum=10_000),
+    "step": positive_number(),
+    "seed": non_negative_int(),
+    "jitter": Rule((int,), "an integer from 0 to 16 (pixels; 0 = off)", minimum=0, maximum=16),
+    "blur_sigma": Rule((int, float), "a number from 0 to 5 (pixels; 0 = off)", minimum=0, maximum=5),
+}
 
 
 def visualize(settings, artifacts=Artifacts(), progress=print):
@@ -25,26 +33,26 @@ def visualize(settings, artifacts=Artifacts(), progress=print):
 
     from cifar.core.runtime import configure_tensorflow
     from cifar.figures.stimuli import kernels_figure, stimuli_figure
-    from cifar.models.saved import load_trained_model
-    from cifar.visualization import stimuli
+    from cifar.network.trained import load_trained_model
+    from cifar.visualization import gradient_ascent
 
     model = load_trained_model(artifacts.model)
     configure_tensorflow()
     stats, classes = artifacts.load_stats(), artifacts.load_classes()
     started = time.perf_counter()
     progress("optimising the stimuli of every conv filter and class ...")
-    layers, results = stimuli.model_stimuli(model, len(classes), settings, artifacts.model)
+    layers, results = gradient_ascent.model_stimuli(model, len(classes), settings, artifacts.model)
     progress(f"optimised in {time.perf_counter() - started:.1f}s; drawing the grids")
 
     record = {"layers": {}}
     for layer, (images, _, final) in zip(layers, results):
-        rgb = stimuli.image_values_to_rgb(images, stats["mean"], stats["std"])
-        record["layers"][layer.name] = stimuli.activation_record(final)
+        rgb = gradient_ascent.image_values_to_rgb(images, stats["mean"], stats["std"])
+        record["layers"][layer.name] = gradient_ascent.activation_record(final)
         title = f"Maximum stimuli of {layer.name} ({len(final)} filters)"
         save_figure(artifacts.stimuli_dir / f"{layer.name}.png", stimuli_figure(rgb, final, title))
         progress(f"stimuli of {layer.name}: {len(final)} filters, {record['layers'][layer.name]['dead']} dead")
     images, _, final = results[-1]
-    rgb = stimuli.image_values_to_rgb(images, stats["mean"], stats["std"])
+    rgb = gradient_ascent.image_values_to_rgb(images, stats["mean"], stats["std"])
     record["classes"] = {name: round(float(v), 6) for name, v in zip(classes, final)}
     title = "Maximum stimuli of the class scores (before softmax)"
     save_figure(artifacts.stimuli_dir / "classes.png", stimuli_figure(rgb, final, title, labels=classes))

@@ -76,13 +76,14 @@ def train_shared_workspace(path, model, precision):
 
 
 def training_params(path):
-    """(the chosen model's spec, train settings, its recipe) from the params.yaml in `path`, validated."""
+    """(the chosen model's definition, train settings, its recipe) from the params.yaml in `path`, validated."""
     from cifar.core.params import load_params
-    from cifar.zoo import TRAIN_RULES, model_spec
+    from cifar.models import TRAIN_RULES, model_definition
 
     settings = load_params({"train": TRAIN_RULES}, Path(path) / "params.yaml")["train"]
-    spec = model_spec(settings["model"])
-    return spec, settings, load_params({spec.name: spec.recipe}, Path(path) / "params.yaml")[spec.name]
+    name = settings["model"]
+    definition = model_definition(name)
+    return definition, settings, load_params({name: definition.RECIPE}, Path(path) / "params.yaml")[name]
 
 
 def views_by_hand(batch, level=2):
@@ -107,7 +108,7 @@ def probabilities_by_hand(model_file, images, level, batch_size=256, float32=Fal
 
     `float32`: computed by the model's float32 copy (the same weights), the reference that numbers a
     model trained in bfloat16 computes are bounded against (tests/bfloat16_bounds.py)."""
-    from cifar.models.saved import float32_copy, load_trained_model
+    from cifar.network.trained import float32_copy, load_trained_model
 
     model = load_trained_model(model_file)
     if float32:
@@ -147,7 +148,7 @@ def assert_test_metrics_are_the_models(root, metrics):
     its TTA level, recomputed without the evaluate stage. A model computing in bfloat16 is bounded by its
     float32 copy's (tests/bfloat16_bounds.py). Returns (the recomputed probabilities, the labels, the
     images whose top class is certain: all in float32, the near ties left out in bfloat16)."""
-    from cifar.models.saved import computes_in_bfloat16, load_trained_model
+    from cifar.network.trained import computes_in_bfloat16, load_trained_model
     from tests import bfloat16_bounds
 
     model = yaml.safe_load((Path(root) / "params.yaml").read_text())["train"]["model"]

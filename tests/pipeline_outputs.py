@@ -16,7 +16,7 @@ from PIL import Image
 from cifar.core.artifacts import OUTS, Artifacts
 from cifar.data.prepare import normalized_stats
 from cifar.export.classifiers import load_classifier
-from cifar.models.saved import computes_in_bfloat16, float32_copy, load_trained_model
+from cifar.network.trained import computes_in_bfloat16, float32_copy, load_trained_model
 from tests.datagen import CLASSES
 from tests.helpers import assert_test_metrics_are_the_models
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from cifar.core.params import load_params
-from cifar.models.fast_net import RECIPE
-from cifar.models.fast_net import build as fast_cnn
-from cifar.models.layers import ScaledBias
+from cifar.models import model_definition
+from cifar.models.fast import RECIPE
+from cifar.models.fast import build as fast_cnn
+from cifar.network.layers import ScaledBias
 from cifar.training.batches import training_batches
 from cifar.training.callbacks import FreezeAfter
 from cifar.training.schedules import Triangle
-from cifar.zoo import model_spec
 from tests.conftest import PROJECT, set_params
 from tests.helpers import prepare_workspace, train_in_workspace
 
@@ -124,7 +124,7 @@ def test_frozen_bias_gets_no_update_at_all_not_even_momentum_or_weight_decay():
 
 
 def test_recipe_asks_for_its_callbacks(recipe):
-    recipe_callbacks = model_spec("fast").callbacks
+    recipe_callbacks = model_definition("fast").callbacks
     freeze, lookahead = recipe_callbacks(recipe, steps_per_epoch=7)
     assert (freeze.layer_name, freeze.epochs) == ("whiten_bias", recipe["whiten_bias_epochs"])
     assert (lookahead.every, lookahead.start_epoch, lookahead.total_steps) == (
@@ -133,7 +133,8 @@ def test_recipe_asks_for_its_callbacks(recipe):
         7 * recipe["epochs"],
     )
     assert recipe_callbacks({**recipe, "whiten_bias_epochs": None, "lookahead_every": 0}, 7) == []
-    assert model_spec("seed_cnn").callbacks(recipe, 7) == []  # the tutorial's model has none
+    tutorial = {**recipe, "schedule": "warmup_cosine"}
+    assert model_definition("seed_cnn").callbacks(tutorial, 7) == []  # per-step schedule: none
 
 
 def test_killed_run_with_every_addition_resumes_exactly(tmp_path):

@@ -10,13 +10,12 @@ from scipy.special import softmax
 
 from cifar.core.params import load_params
 from cifar.evaluation import tta
-from cifar.models.fast_net import RECIPE, batchnorm, channel_statistics
-from cifar.models.fast_net import build as fast_cnn
-from cifar.models.layers import RandomShift
+from cifar.models.fast import RECIPE, batchnorm, channel_statistics
+from cifar.models.fast import build as fast_cnn
+from cifar.network.layers import RandomShift
 from cifar.training.batches import training_batches
 from cifar.training.lookahead import Lookahead
-from cifar.training.loop import epoch_steps
-from cifar.zoo import model_spec
+from cifar.training.loop import batching, epoch_steps
 from tests.conftest import PROJECT
 
 
@@ -149,7 +148,8 @@ def test_an_epoch_has_airbench_s_steps_and_leaves_out_the_partial_batch(recipe):
     assert epoch_steps(50000, 1024, True, "fast") == 50000 // 1024 == 48
     assert epoch_steps(50000, 256, recipe["drop_last_batch"], "fast") == 195
     assert epoch_steps(50000, 32, False, "seed_cnn") == 1563  # the tutorial's Keras fit keeps it
-    assert model_spec("fast").drop_last_batch(recipe) and not model_spec("seed_cnn").drop_last_batch({})
+    assert batching(recipe) == (True, True)  # the fast model's: alternating flip, partial batch left out
+    assert batching({"epochs": 1}) == (False, False)  # a recipe without the keys (the tutorial's)
     x, y = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 32, 32, 3), np.uint8), np.eye(10)
     batches = list(training_batches(x, y, 4, seed=0, first_epoch=0, epochs=2, drop_last_batch=True))
     assert [len(images) for images, _ in batches] == [4, 4, 4, 4]

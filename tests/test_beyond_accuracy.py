@@ -9,13 +9,13 @@ import pytest
 
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
-from cifar.evaluation.calibration import expected_calibration_error, negative_log_likelihood, reliability_bins
-from cifar.evaluation.failures import most_confident_mistakes, per_class_accuracy
 from cifar.evaluation.gradcam import grad_cam
-from cifar.export.params import EXPORT
-from cifar.models.inputs import normalized_input
+from cifar.evaluation.metrics import most_confident_mistakes, per_class_accuracy
+from cifar.evaluation.reliability import expected_calibration_error, negative_log_likelihood, reliability_bins
+from cifar.network.layers import normalized_input
 from cifar.robustness.corruptions import CORRUPTIONS
-from cifar.robustness.params import ROBUSTNESS
+from stages.export import EXPORT
+from stages.robustness import ROBUSTNESS
 from tests.conftest import PROJECT
 
 

@@ -13,10 +13,10 @@ import yaml
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
-from cifar.evaluation.params import EVALUATE
 from cifar.export.classifiers import load_classifier
-from cifar.export.params import EXPORT
-from cifar.models.saved import computes_in_bfloat16, float32_copy, load_trained_model
+from cifar.network.trained import computes_in_bfloat16, float32_copy, load_trained_model
+from stages.evaluate import EVALUATE
+from stages.export import EXPORT
 from tests import bfloat16_bounds
 from tests.conftest import PROJECT
 from tests.datagen import encode_image

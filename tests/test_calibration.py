@@ -17,8 +17,7 @@ from cifar.calibration.temperature import (
 )
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
-from cifar.models.saved import float32_copy
-from cifar.models.scores import class_score_tensor, final_softmax
+from cifar.network.trained import class_score_tensor, final_softmax, float32_copy
 from tests import bfloat16_bounds
 from tests.bfloat16_bounds import UNIT_ROUNDOFF
 from tests.conftest import set_params

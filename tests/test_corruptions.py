@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from cifar.core.params import load_params
 from cifar.robustness.corruptions import CORRUPTIONS, corrupt, severity_parameters
-from cifar.robustness.params import ROBUSTNESS, SEVERITIES
+from stages.robustness import ROBUSTNESS, SEVERITIES
 from tests.cifar_c_reference import SEVERITIES as CIFAR_C_TABLE
 from tests.cifar_c_reference import cifar_c_image
 from tests.conftest import PROJECT

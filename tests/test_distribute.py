@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cifar.core.artifacts import Artifacts
-from cifar.models.saved import load_trained_model
+from cifar.network.trained import load_trained_model
 from tests.conftest import set_params
 from tests.helpers import prepare_workspace, stage_env, train_in_workspace
 

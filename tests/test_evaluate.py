@@ -11,7 +11,7 @@ from sklearn.metrics import confusion_matrix
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.evaluation.metrics import compute_metrics, confusion_rows
-from cifar.models.saved import load_trained_model
+from cifar.network.trained import load_trained_model
 from stages.evaluate import evaluate, main
 from tests.conftest import set_params
 from tests.datagen import CLASSES

@@ -19,14 +19,14 @@ import cifar.reporting.report
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
 from cifar.data.params import PREPROCESS
-from cifar.evaluation.params import EVALUATE
 from cifar.figures.confusion import confusion_figure
 from cifar.figures.curves import curves_figure
 from cifar.figures.evaluation import per_class_accuracy_figure
 from cifar.figures.stimuli import stimuli_figure
-from cifar.robustness.params import ROBUSTNESS
-from cifar.visualization import stimuli
-from cifar.visualization.params import VISUALIZE
+from cifar.visualization import gradient_ascent
+from stages.evaluate import EVALUATE
+from stages.robustness import ROBUSTNESS
+from stages.visualize import VISUALIZE
 from tests.conftest import PROJECT
 from tests.datagen import CLASSES
 from tests.figures_seen import (
@@ -92,14 +92,14 @@ def run(request, trained_workspace):
     results = []
     with pytest.MonkeyPatch.context() as patch:
         figures = capture_figures(patch)
-        real_model_stimuli = stimuli.model_stimuli
+        real_model_stimuli = gradient_ascent.model_stimuli
 
         def recording_model_stimuli(*args, **kwargs):
             layers, found = real_model_stimuli(*args, **kwargs)
             results.extend(found)
             return layers, found
 
-        patch.setattr(stimuli, "model_stimuli", recording_model_stimuli)
+        patch.setattr(gradient_ascent, "model_stimuli", recording_model_stimuli)
         # `dvc plots diff` needs a Git repository and seconds; the report's own figure does not
         patch.setattr(cifar.reporting.report, "write_plots_html", lambda base, out_dir: None)
         preprocess(section("preprocess", PREPROCESS), artifacts, progress=quiet)  # as trained: the same seed
@@ -338,7 +338,7 @@ def gradcam_panels(fig):
 )
 def test_gradcam_explains_each_grid_image_for_the_class_predicted(run, figure, images_of):
     from cifar.evaluation.gradcam import grad_cam
-    from cifar.models.saved import load_trained_model
+    from cifar.network.trained import load_trained_model
 
     panels = gradcam_panels(run.figure(getattr(run.artifacts, figure)))
     x_test, y_test = run.arrays["x_test"], run.arrays["y_test"]
@@ -416,7 +416,7 @@ def test_stimuli_figures_show_each_filter_s_stimulus_and_its_recorded_activation
         np.testing.assert_allclose(activations, final, atol=1e-6)  # the record is what the ascent reached
         fig = run.figure(run.artifacts.stimuli_dir / f"{layer}.png")
         assert layer in fig._suptitle.get_text() and f"({len(final)} filters)" in fig._suptitle.get_text()
-        rgb = stimuli.image_values_to_rgb(images, stats["mean"], stats["std"])
+        rgb = gradient_ascent.image_values_to_rgb(images, stats["mean"], stats["std"])
         assert_tiles_and_labels(fig, rgb, activations, [f"#{i}" for i in range(len(final))])
 
 
@@ -428,7 +428,7 @@ def test_classes_stimuli_are_labelled_with_the_class_names(run):
     np.testing.assert_allclose(list(record["classes"].values()), final, atol=1e-6)
     fig = run.figure(run.artifacts.stimuli_dir / "classes.png")
     assert "class" in fig._suptitle.get_text()
-    rgb = stimuli.image_values_to_rgb(images, stats["mean"], stats["std"])
+    rgb = gradient_ascent.image_values_to_rgb(images, stats["mean"], stats["std"])
     assert_tiles_and_labels(fig, rgb, list(record["classes"].values()), run.classes)
 
 

@@ -67,7 +67,7 @@ def test_the_code_walk_finds_imports_anywhere_in_a_module(tmp_path):
 
 
 def test_a_package_that_lists_its_modules_runs_all_of_them(tmp_path):
-    """cifar/zoo finds its models by listing itself: every module in it is code the importer runs."""
+    """cifar/models finds its models by listing itself: every module in it is code the importer runs."""
     (tmp_path / "zoo").mkdir()
     (tmp_path / "zoo/__init__.py").write_text(
         "import pkgutil\nNAMES = [m.name for m in pkgutil.iter_modules(__path__)]\n"
@@ -87,23 +87,73 @@ def relative_to(paths, root):
     return {path.relative_to(root).as_posix() for path in paths}
 
 
-def test_models_and_training_never_import_each_other():
-    """Architectures and loading (cifar/models) need no training code, and training needs no model: the
-    zoo (cifar/zoo) joins them, and only the train stage uses it."""
-    for name, imported in import_graph().items():
-        if name.startswith("cifar.models"):
-            assert not {m for m in imported if m.startswith(("cifar.training", "cifar.zoo"))}, name
+def test_networks_training_and_models_import_in_one_direction():
+    """What a trained model is made of and how it is read (cifar/network) needs no training code and no
+    model definition; training (cifar/training) is given its model and imports none; the models
+    (cifar/models) use both, and only the train stage uses them."""
+    graph = import_graph()
+    for name, imported in graph.items():
+        if name.startswith("cifar.network"):
+            assert not {m for m in imported if m.startswith(("cifar.training", "cifar.models"))}, name
         if name.startswith("cifar.training"):
-            assert not {m for m in imported if m.startswith(("cifar.models", "cifar.zoo"))}, name
-    users = {name for name, imported in import_graph().items() if any(m.startswith("cifar.zoo") for m in imported)}
-    assert {name for name in users if not name.startswith("cifar.zoo")} == {"stages.train"}
+            assert not {m for m in imported if m.startswith("cifar.models")}, name
+    users = {name for name, imported in graph.items() if any(m.startswith("cifar.models") for m in imported)}
+    assert {name for name in users if not name.startswith("cifar.models")} == {"stages.train"}
+
+
+def model_files():
+    return {path.stem: path for path in (PROJECT_ROOT / "cifar/models").glob("*.py") if path.stem != "__init__"}
+
+
+def test_a_model_is_one_file_holding_its_rules_its_network_and_its_training():
+    from cifar.models import MODELS
+    from cifar.training.loop import RECIPE_RULES
+
+    assert set(MODELS) == set(model_files()) and {"seed_cnn", "fast"} <= set(MODELS)
+    training = "".join(path.read_text() for path in (PROJECT_ROOT / "cifar/training").glob("*.py"))
+    for name, path in model_files().items():
+        definition, text = MODELS[name], path.read_text()
+        assert all(callable(getattr(definition, part, None)) for part in ("build", "optimizer", "callbacks")), name
+        assert set(RECIPE_RULES) <= set(definition.RECIPE), name
+        # each key is read in the model's file, or by training (the common ones, and the optional ones the
+        # loop reads: no key without a reader)
+        for key in definition.RECIPE:
+            read_in = (f'recipe["{key}"]', f'recipe.get("{key}"')
+            assert any(reading in text + training for reading in read_in), f"{name}.{key} is read nowhere"
+            if key not in RECIPE_RULES and f'recipe["{key}"]' not in text:
+                assert f'recipe.get("{key}"' in training, f"{name}.{key}"
+
+
+def test_a_key_of_one_model_is_read_in_that_models_file_and_the_loop_only():
+    """`fast.widths` is read in one file: params.yaml -> stages/train.py -> cifar/models/fast.py."""
+    readers = {
+        path.relative_to(PROJECT_ROOT).as_posix()
+        for path in PROJECT_ROOT.glob("cifar/**/*.py")
+        if '"widths"' in path.read_text()
+    }
+    assert readers == {"cifar/models/fast.py"}
+    # the optional keys the loop reads (docs/layout.md): each read in one place of the training package
+    training = [path for path in (PROJECT_ROOT / "cifar/training").glob("*.py")]
+    for key in ("flip", "drop_last_batch", "label_smoothing"):
+        assert [p.name for p in training if f'recipe.get("{key}"' in p.read_text()] == ["loop.py"], key
+
+
+def test_no_small_module_has_a_single_user():
+    """A module under 20 lines that one other module imports belongs in that module (package
+    __init__ files aside)."""
+    graph = import_graph()
+    for name, path in project_modules().items():
+        lines = len(path.read_text().splitlines())
+        users = {user for user, imported in graph.items() if name in imported and user != name}
+        if path.name != "__init__.py" and lines < 20:
+            assert len(users) != 1, f"{name} ({lines} lines) has one user, {users}: fold it into its user"
 
 
 @pytest.mark.parametrize("stage", ["evaluate", "robustness", "export", "visualize"])
 def test_the_stages_that_only_predict_depend_on_no_training_code(stage):
     deps = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
-    assert [dep for dep in deps if dep.startswith(("cifar/training/", "cifar/zoo/"))] == []
-    assert "cifar/models/saved.py" in deps  # they do load the model
+    assert [dep for dep in deps if dep.startswith(("cifar/training/", "cifar/models/"))] == []
+    assert "cifar/network/trained.py" in deps  # they do load the model
 
 
 def test_the_table_of_paths_is_dvc_yamls_outs_and_what_lies_outside_them():
@@ -177,3 +227,40 @@ def test_an_unknown_flag_is_one_line_and_exit_2(tmp_path, command):
         f"error: python -m stages.{command}: unrecognized arguments: --no-such-flag (see --help)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# What benchmarks share: the scratch workspaces, the machine's settings, the interleaved timing, the shared
+# values. Anything else of another benchmark is its own business; run_all calls each one's entry point.
+SHARED_BENCHMARK_MODULES = {
+    "benchmarks.workspace",
+    "benchmarks.settings",
+    "benchmarks.interleave",
+    "benchmarks.recipes",
+}
+BENCHMARK_ENTRY_POINTS = {"run", "run_in", "run_if_available"}
+
+
+def test_no_benchmark_uses_another_benchmarks_internals():
+    import ast
+
+    for path in (PROJECT_ROOT / "benchmarks").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        own = ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+        imported_benchmarks = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("benchmarks"):
+                if node.module == "benchmarks":  # `from benchmarks import bench_x`: whole modules
+                    imported_benchmarks |= {alias.asname or alias.name for alias in node.names}
+                    assert path.name == "run_all.py", f"{own} imports whole benchmarks"
+                else:
+                    assert node.module in SHARED_BENCHMARK_MODULES | {own}, f"{own} imports {node.module}'s internals"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) in imported_benchmarks:
+                assert node.attr in BENCHMARK_ENTRY_POINTS, f"{own} uses {node.value.id}.{node.attr}"
+
+
+def test_the_benchmarks_that_back_a_figure_are_at_the_top_and_studies_apart():
+    """Every benchmark at the top of benchmarks/ is named by README.md or docs/speed.md (a figure it backs)."""
+    quoted = (PROJECT_ROOT / "README.md").read_text() + (PROJECT_ROOT / "docs/speed.md").read_text()
+    for path in (PROJECT_ROOT / "benchmarks").glob("bench_*.py"):
+        assert f"benchmarks.{path.stem}" in quoted or f"benchmarks/{path.name}" in quoted, path.name

@@ -3,7 +3,7 @@ import yaml
 
 from cifar.core import cli
 from cifar.core.params import load_params
-from cifar.zoo import MODEL_NAMES, MODELS, TRAIN_RULES, build_model, model_spec
+from cifar.models import MODEL_NAMES, MODELS, TRAIN_RULES, build_model, model_definition
 from stages import evaluate, export, fetch, preprocess, robustness, train, visualize
 from tests.conftest import PROJECT, set_params
 from tests.datagen import write_cifar_archive
@@ -16,7 +16,7 @@ def run_and_capture(main, capsys):
 
 
 def test_project_params_are_valid_and_the_tutorials_recipe():
-    schema = {"train": TRAIN_RULES, **{name: spec.recipe for name, spec in MODELS.items()}}
+    schema = {"train": TRAIN_RULES, **{name: definition.RECIPE for name, definition in MODELS.items()}}
     params = load_params(schema, PROJECT / "params.yaml")
     assert params["train"]["model"] == "seed_cnn"
     tutorial = params["seed_cnn"]
@@ -26,7 +26,7 @@ def test_project_params_are_valid_and_the_tutorials_recipe():
 
 def test_every_model_name_builds_from_its_own_section():
     for name in MODEL_NAMES:
-        recipe = load_params({name: model_spec(name).recipe}, PROJECT / "params.yaml")[name]
+        recipe = load_params({name: model_definition(name).RECIPE}, PROJECT / "params.yaml")[name]
         assert build_model(name, 10, recipe).name == name
 
 

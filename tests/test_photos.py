@@ -25,7 +25,7 @@ from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.core.tensorflow_log import QUIET_MARK, without_log_lines
 from cifar.data.images import Fitting, decode_image
-from cifar.models.saved import load_trained_model
+from cifar.network.trained import load_trained_model
 from stages.predict import Progress, classify, image_files, main
 from stages.preprocess import preprocess
 from tests import photos

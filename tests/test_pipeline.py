@@ -11,7 +11,7 @@ import yaml
 from cifar.core.artifacts import OUTS, Artifacts
 from cifar.core.cpu import describe_cpu
 from cifar.core.tensorflow_log import without_log_lines
-from cifar.models.saved import load_trained_model
+from cifar.network.trained import load_trained_model
 from tests.conftest import PROJECT
 from tests.datagen import (
     CLASSES,

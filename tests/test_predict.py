@@ -7,7 +7,7 @@ from PIL import Image
 
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
-from cifar.models.saved import load_trained_model
+from cifar.network.trained import load_trained_model
 from stages.predict import main
 from tests.datagen import encode_image
 

@@ -31,8 +31,8 @@ from PIL import Image
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
-from cifar.export.params import EXPORT
-from cifar.models.saved import float32_copy, load_trained_model
+from cifar.network.trained import float32_copy, load_trained_model
+from stages.export import EXPORT
 from stages.predict import main as predict
 from tests.conftest import PROJECT
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from cifar.core.artifacts import Artifacts
-from cifar.models.saved import load_trained_model
+from cifar.models import build_model
+from cifar.network.trained import load_trained_model
 from cifar.training import resume
 from cifar.training.batches import training_batches
 from cifar.training.loop import run_key
 from cifar.training.schedules import exponential, warmup_cosine
-from cifar.zoo import build_model
 from tests.helpers import prepare_workspace, train_in_workspace, training_params
 
 

@@ -7,12 +7,11 @@ import pytest
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.figures.stimuli import kernels_figure, mosaic, stimuli_figure
-from cifar.models.inputs import normalized_input
-from cifar.models.saved import load_trained_model
-from cifar.models.scores import class_score_tensor
-from cifar.visualization import stimuli
-from cifar.visualization.stimuli import activation_record as layer_record
-from cifar.zoo import build_model
+from cifar.models import build_model
+from cifar.network.layers import normalized_input
+from cifar.network.trained import class_score_tensor, load_trained_model
+from cifar.visualization import gradient_ascent
+from cifar.visualization.gradient_ascent import activation_record as layer_record
 from stages.visualize import visualize
 from tests.datagen import CLASSES
 from tests.helpers import prepare_workspace, train_in_workspace
@@ -36,7 +35,7 @@ def tiny_conv_model(dead_filters=2, live_filters=3):
 
 def test_finds_the_four_conv_activations_of_seed_cnn():
     model = build_model("seed_cnn", 10, recipe=None)
-    assert [layer.name for layer in stimuli.conv_activation_layers(model)] == [
+    assert [layer.name for layer in gradient_ascent.conv_activation_layers(model)] == [
         "leaky_re_lu_1",
         "leaky_re_lu_2",
         "leaky_re_lu_3",
@@ -55,7 +54,7 @@ def test_finds_activation_after_batchnorm_but_not_after_dense():
     x = keras.layers.Dense(5)(x)
     x = keras.layers.ReLU(name="dense_relu")(x)
     model = keras.Model(inputs, x)
-    assert [layer.name for layer in stimuli.conv_activation_layers(model)] == ["conv_relu"]
+    assert [layer.name for layer in gradient_ascent.conv_activation_layers(model)] == ["conv_relu"]
 
 
 def test_a_conv_with_its_own_activation_counts_and_a_linear_one_does_not():
@@ -64,18 +63,21 @@ def test_a_conv_with_its_own_activation_counts_and_a_linear_one_does_not():
     x = keras.layers.Conv2D(4, 3, name="linear")(x)
     x = keras.layers.Conv2D(4, 3, activation="elu", name="fused_too")(x)
     model = keras.Model(inputs, x)
-    assert [layer.name for layer in stimuli.conv_activation_layers(model)] == ["fused", "fused_too"]
+    assert [layer.name for layer in gradient_ascent.conv_activation_layers(model)] == ["fused", "fused_too"]
 
 
 def test_every_stimulus_raises_its_target_above_the_starting_noise():
     keras.utils.set_random_seed(0)
     model = build_model("seed_cnn", 10, recipe=None)
-    image = stimuli.normalized_input(model)
-    layers = stimuli.conv_activation_layers(model)[:2]
+    image = gradient_ascent.normalized_image(model)
+    layers = gradient_ascent.conv_activation_layers(model)[:2]
     submodels = [keras.Model(image, layer.output) for layer in layers]
     rng = np.random.default_rng(0)
-    starts = [stimuli.starting_noise(layer.output.shape[-1], rng, stimuli.CONV_NOISE_SCALE) for layer in layers]
-    for start, (images, initial, final) in zip(starts, stimuli.maximum_stimuli(submodels, starts, 20, 1.0)):
+    starts = [
+        gradient_ascent.starting_noise(layer.output.shape[-1], rng, gradient_ascent.CONV_NOISE_SCALE)
+        for layer in layers
+    ]
+    for start, (images, initial, final) in zip(starts, gradient_ascent.maximum_stimuli(submodels, starts, 20, 1.0)):
         assert images.shape == start.shape
         assert (final > initial).all()
 
@@ -83,14 +85,14 @@ def test_every_stimulus_raises_its_target_above_the_starting_noise():
 def test_groups_optimised_together_equal_groups_optimised_alone():
     keras.utils.set_random_seed(0)
     model = build_model("seed_cnn", 10, recipe=None)
-    image = stimuli.normalized_input(model)
-    submodels = [keras.Model(image, layer.output) for layer in stimuli.conv_activation_layers(model)[:2]]
+    image = gradient_ascent.normalized_image(model)
+    submodels = [keras.Model(image, layer.output) for layer in gradient_ascent.conv_activation_layers(model)[:2]]
     submodels.append(keras.Model(image, class_score_tensor(model)))
     rng = np.random.default_rng(1)
-    starts = [stimuli.starting_noise(n, rng, stimuli.CONV_NOISE_SCALE) for n in (16, 32, 10)]
-    together = stimuli.maximum_stimuli(submodels, starts, 5, 1.0, jitter=1, seed=3)
+    starts = [gradient_ascent.starting_noise(n, rng, gradient_ascent.CONV_NOISE_SCALE) for n in (16, 32, 10)]
+    together = gradient_ascent.maximum_stimuli(submodels, starts, 5, 1.0, jitter=1, seed=3)
     for submodel, start, joint in zip(submodels, starts, together):
-        (alone,) = stimuli.maximum_stimuli([submodel], [start], 5, 1.0, jitter=1, seed=3)
+        (alone,) = gradient_ascent.maximum_stimuli([submodel], [start], 5, 1.0, jitter=1, seed=3)
         for a, b in zip(alone, joint):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -99,10 +101,12 @@ def test_groups_optimised_together_equal_groups_optimised_alone():
 def test_regularisers_keep_the_ascent_working(jitter, blur):
     keras.utils.set_random_seed(0)
     model = build_model("seed_cnn", 10, recipe=None)
-    layer = stimuli.conv_activation_layers(model)[0]
-    submodel = keras.Model(stimuli.normalized_input(model), layer.output)
-    start = stimuli.starting_noise(16, np.random.default_rng(0), stimuli.CONV_NOISE_SCALE)
-    [(_, initial, final)] = stimuli.maximum_stimuli([submodel], [start], 20, 1.0, jitter=jitter, blur_sigma=blur)
+    layer = gradient_ascent.conv_activation_layers(model)[0]
+    submodel = keras.Model(gradient_ascent.normalized_image(model), layer.output)
+    start = gradient_ascent.starting_noise(16, np.random.default_rng(0), gradient_ascent.CONV_NOISE_SCALE)
+    [(_, initial, final)] = gradient_ascent.maximum_stimuli(
+        [submodel], [start], 20, 1.0, jitter=jitter, blur_sigma=blur
+    )
     assert np.mean(final > initial) > 0.9
 
 
@@ -111,17 +115,17 @@ def test_image_values_to_rgb_is_the_tutorials_formula():
     mean, std = -0.027, 0.25
     expected = (x - 0.5) / (np.sqrt(1.25) + 1e-5) * std + mean
     expected = np.clip((expected + 0.5) * 255, 0, 255).astype("uint8")
-    np.testing.assert_array_equal(stimuli.image_values_to_rgb(x, mean, std), expected)
-    batch = stimuli.image_values_to_rgb(np.stack([x, 3 * x]), mean, std)  # per image, not across the batch
+    np.testing.assert_array_equal(gradient_ascent.image_values_to_rgb(x, mean, std), expected)
+    batch = gradient_ascent.image_values_to_rgb(np.stack([x, 3 * x]), mean, std)  # per image, not across the batch
     np.testing.assert_array_equal(batch[0], batch[1])
 
 
 def test_dead_filters_are_counted_and_shown():
     model = tiny_conv_model(dead_filters=2, live_filters=3)
-    layer = stimuli.conv_activation_layers(model)[0]
-    submodel = keras.Model(stimuli.normalized_input(model), layer.output)
-    start = stimuli.starting_noise(5, np.random.default_rng(0), stimuli.CONV_NOISE_SCALE)
-    [(_, _, final)] = stimuli.maximum_stimuli([submodel], [start], 20, 1.0)
+    layer = gradient_ascent.conv_activation_layers(model)[0]
+    submodel = keras.Model(gradient_ascent.normalized_image(model), layer.output)
+    start = gradient_ascent.starting_noise(5, np.random.default_rng(0), gradient_ascent.CONV_NOISE_SCALE)
+    [(_, _, final)] = gradient_ascent.maximum_stimuli([submodel], [start], 20, 1.0)
     record = layer_record(final)
     assert record["dead"] == 2 and record["filters"] == 5
     assert [final[i] <= 0 for i in range(5)] == [False, False, False, True, True]
@@ -195,7 +199,7 @@ def test_the_stage_s_stimuli_raise_their_filters_as_the_model_itself_recomputes(
 
     # The stimuli the stage drew, and each one's target recomputed by the model itself.
     model = load_trained_model(artifacts.model)
-    layers, results = stimuli.model_stimuli(model, len(CLASSES), settings)
+    layers, results = gradient_ascent.model_stimuli(model, len(CLASSES), settings)
     outputs = [model.get_layer(name).output for name in stimuli_json["layers"]] + [model.layers[-1].input]
     reported = [list(v["activations"].values()) for v in stimuli_json["layers"].values()]
     reported.append(list(stimuli_json["classes"].values()))

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from cifar.core.errors import PipelineError
-from cifar.models.scores import final_softmax
+from cifar.network.trained import final_softmax
 
 LAYER = "temperature"
 

@@ -40,7 +40,7 @@ def imported_names(path, package):
 
 def discovers_its_modules(path):
     """Whether a package's __init__ imports each of its modules by listing them (`pkgutil.iter_modules(__path__)`),
-    as cifar/zoo does: then importing the package runs every module in it."""
+    as cifar/models does: then importing the package runs every module in it."""
     tree = ast.parse(Path(path).read_text(), filename=str(path))
     return any(
         isinstance(node, ast.Call) and ast.unparse(node.func) == "pkgutil.iter_modules"
@@ -80,23 +80,38 @@ def update_dvc_yaml(path):
     """Rewrite, in place, the code dependencies of every `python -m stages.<name>` stage of a dvc.yaml.
 
     Text-level, so comments and layout stay: each stage's `- cifar/...py` / `- stages/...py` deps
-    are replaced, where the first of them stood, by what the stage's command runs.
+    are replaced, where the first of them stood, by what the stage's command runs; a stage listing
+    none yet (a new one) gets them at the end of its deps.
     """
     lines = Path(path).read_text().splitlines(keepends=True)
-    out, module = [], None
+    out, module, in_deps, written, indent = [], None, False, True, ""
     code_dep = re.compile(r"^(\s+)- (?:cifar|stages)/\S+\.py\s*$")
+
+    def code_deps():
+        return [f"{indent}- {file.relative_to(PROJECT_ROOT).as_posix()}\n" for file in files_run_by(module)]
+
     for line in lines:
+        item = re.match(r"^(\s*)- ", line)
+        if in_deps and not item and line.strip() and not line.lstrip().startswith("#"):
+            in_deps = False  # the end of a deps list: a new stage gets its code deps here
+            if not written:
+                out += code_deps()
+                written = True
         command = re.match(r"^\s+cmd: python -m (stages\.\w+)\s*$", line)
         if command:
             module, written = command[1], False
-        dep = code_dep.match(line)
-        if dep and module:
+        if module and re.match(r"^\s+deps:\s*$", line):
+            in_deps = True
+        if in_deps and item:
+            indent = item[1]
+        if code_dep.match(line) and module:
             if not written:
-                indent = dep[1]
-                out += [f"{indent}- {file.relative_to(PROJECT_ROOT).as_posix()}\n" for file in files_run_by(module)]
+                out += code_deps()
                 written = True
             continue
         out.append(line)
+    if in_deps and not written:
+        out += code_deps()
     Path(path).write_text("".join(out))
 
 

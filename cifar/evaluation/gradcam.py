@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar.models.scores import class_score_tensor
-from cifar.visualization.stimuli import conv_activation_layers
+from cifar.network.trained import class_score_tensor
+from cifar.visualization.gradient_ascent import conv_activation_layers
 
 
 def last_conv_activation(model):

@@ -11,6 +11,11 @@ down-right (reflected borders), as airbench's evaluation does.
 
 import numpy as np
 
+from cifar.core.params import Rule
+
+# tta.<model>: each model's level (params.yaml)
+TTA_LEVEL = Rule((int,), "0 (off), 1 (image and its mirror) or 2 (also shifted by a pixel)", minimum=0, maximum=2)
+
 
 def mirrored(images):
     return images[:, :, ::-1]
@@ -54,7 +59,7 @@ def class_scores(model):
     log of its probabilities (the same scores up to a constant per image, which the softmax cancels)."""
     import keras
 
-    from cifar.models.scores import final_softmax
+    from cifar.network.trained import final_softmax
 
     softmax_layer = final_softmax(model)
     if softmax_layer is not None:

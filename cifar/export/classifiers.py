@@ -13,7 +13,7 @@ from cifar.core.errors import PipelineError
 
 class KerasClassifier:
     def __init__(self, path):
-        from cifar.models.saved import load_trained_model
+        from cifar.network.trained import load_trained_model
 
         self.model = load_trained_model(path)
 

@@ -1,22 +1,26 @@
-"""The tutorial's CNN (`train.model: seed_cnn`) and the rules of its recipe, params.yaml's `seed_cnn` section."""
+"""`train.model: seed_cnn`: the tutorial's CNN and its recipe (params.yaml's `seed_cnn` section): its
+rules, the network layer for layer, and its training (Adamax, the tutorial's exponential decay per epoch).
+"""
 
 import keras
 from keras import layers
 
 from cifar.core.params import choice, positive_number
-from cifar.models.inputs import normalized_input
-from cifar.models.recipe import COMMON
+from cifar.network.layers import normalized_input
+from cifar.training import schedules
+from cifar.training.loop import RECIPE_RULES
 
 RECIPE = {
-    **COMMON,
+    **RECIPE_RULES,
     # exponential: the tutorial's, per epoch; warmup_cosine: linear warm-up, then cosine decay to 0, per step
     "schedule": choice("exponential", "warmup_cosine"),
     "lr_decay": positive_number("a number in (0, 1]", maximum=1),
 }
 
 
-def build(num_classes=10):
-    """The tutorial's CNN, layer for layer (1,084,234 trainable parameters for 10 classes)."""
+def build(num_classes=10, recipe=None, train_images=None, seed=0, replicas=1):
+    """The tutorial's CNN, layer for layer (1,084,234 trainable parameters for 10 classes); it has no
+    choices, so it takes the recipe, images, seed and replicas every model's `build` is given and uses none."""
     inputs, x = normalized_input()
     counters = {}
 
@@ -54,3 +58,22 @@ def build(num_classes=10):
     x = add(layers.LeakyReLU, 0.1)(x)
     outputs = add(layers.Activation, "softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="seed_cnn")
+
+
+# Training: what the loop (cifar/training/loop.py) asks of every model, besides `build`.
+
+
+def optimizer(recipe, steps_per_epoch):
+    """The tutorial's Adamax: at its starting rate (the exponential decay sets each epoch's, see
+    `callbacks`), or on a warm-up and cosine decay per step."""
+    if recipe["schedule"] == "exponential":
+        return keras.optimizers.Adamax(recipe["learning_rate"])
+    return keras.optimizers.Adamax(schedules.recipe_warmup_cosine(recipe, steps_per_epoch))
+
+
+def callbacks(recipe, steps_per_epoch):
+    """The tutorial's LearningRateScheduler for its exponential decay per epoch; none for the cosine."""
+    if recipe["schedule"] == "exponential":
+        rate = schedules.exponential(recipe["learning_rate"], recipe["lr_decay"])
+        return [keras.callbacks.LearningRateScheduler(rate, verbose=1)]
+    return []

@@ -72,18 +72,14 @@ class EpochClock(keras.callbacks.Callback):
 
 
 class LearningRateLogger(keras.callbacks.Callback):
-    """Logs the rate a step-wise schedule reached at the end of each epoch, as the tutorial's callback does."""
+    """Logs the rate at the end of each epoch (a step-wise schedule's, or the one set for the epoch), as the
+    tutorial's LearningRateScheduler does."""
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
-
-
-def learning_rate_callback(per_epoch):
-    """The tutorial's LearningRateScheduler for a rate set per epoch; else the logger of a per-step schedule."""
-    if per_epoch is None:
-        return LearningRateLogger()
-    return keras.callbacks.LearningRateScheduler(per_epoch, verbose=1)
+            # convert_to_numpy, as Keras's LearningRateScheduler does: under a distribution strategy the
+            # rate is a MirroredVariable, which float() refuses
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
 def dvclive_logger(history, directory, params):

@@ -1,8 +1,9 @@
 """The train stage's work, in four phases: set up, build or resume, fit, save.
 
-The stage passes the model's spec (cifar/zoo: its builder, optimizer, schedule, loss, callbacks
-and batch augmentation) and its recipe (the params.yaml section named like the model); nothing
-here asks which model it is.
+The stage passes the model's definition (its module of cifar/models: `build`, `optimizer` and
+`callbacks`) and its recipe (the params.yaml section named like the model, checked); nothing here
+asks which model it is. What the loop itself reads of a recipe is RECIPE_RULES' keys and the
+optional keys of `batching` and `compile_model`.
 Training runs under the tf.distribute strategy of `train.strategy`; every epoch is
 checkpointed, and a run killed at any moment resumes from its last completed epoch
 and ends with the same weights as an uninterrupted run (cifar/training/resume.py).
@@ -23,6 +24,7 @@ from cifar.core.atomic import atomic_path, write_json
 from cifar.core.codegraph import files_run_by
 from cifar.core.cpu import describe_cpu
 from cifar.core.errors import PipelineError
+from cifar.core.params import Rule, non_negative_int, positive_int, positive_number
 from cifar.core.runtime import configure_tensorflow
 from cifar.training import callbacks as cb
 from cifar.training import (
@@ -32,6 +34,17 @@ from cifar.training import (
     schedules,  # noqa: F401  registers schedules.Triangle, which checkpoints hold
 )
 from cifar.training.batches import training_batches
+
+# The keys every model's recipe has (each model's RECIPE starts with these rules): the loop reads
+# epochs, batch_size and calibration_images; each model's optimizer reads learning_rate and warmup_epochs.
+RECIPE_RULES = {
+    "epochs": positive_int(),
+    "batch_size": positive_int(),
+    "learning_rate": positive_number(),
+    "warmup_epochs": Rule((int, float), "a number of epochs from 0 to 100", minimum=0, maximum=100),
+    # training images held out of training to fit the temperature (cifar/calibration); 0 = off
+    "calibration_images": non_negative_int("an integer >= 0 (0 = no temperature scaling)"),
+}
 
 # The code that determines the trained weights, part of the resume key: every project file the
 # train stage runs, read from its imports (so none can be forgotten; tests/test_resume_key.py).
@@ -48,7 +61,7 @@ def run_key(settings, recipe, artifacts, code_files=CODE_FILES):
 class Run:
     """What the phases share: the params, the data, and where and how this process trains."""
 
-    spec: object  # cifar.zoo.spec.ModelSpec
+    definition: object  # the model's module of cifar/models
     settings: dict
     recipe: dict
     artifacts: Artifacts
@@ -59,18 +72,26 @@ class Run:
     policy: str
     state: Path  # this run's checkpoint folder
     steps_per_epoch: int
+    alternating_flip: bool
+    drop_last_batch: bool
     held_out: dict  # x and y of the training images kept out of training to fit the temperature
 
 
-def train(spec, settings, recipe, artifacts=Artifacts(), callbacks=()):
-    """Train (or resume) the model of `spec` with `recipe` and write it; returns the model and its history."""
-    run = set_up(spec, settings, recipe, artifacts)
+def train(definition, settings, recipe, artifacts=Artifacts(), callbacks=()):
+    """Train (or resume) the model of `definition` with `recipe` and write it; returns the model and its history."""
+    run = set_up(definition, settings, recipe, artifacts)
     model, done, history = build_or_resume(run)
     history = fit(run, model, done, history, callbacks)
     return save(run, model), history
 
 
-def set_up(spec, settings, recipe, artifacts):
+def batching(recipe):
+    """(alternating_flip, drop_last_batch): the fast model's `flip: alternating` and `drop_last_batch`
+    (airbench's), done by the training batches; a recipe without the keys (the tutorial's) has neither."""
+    return recipe.get("flip") == "alternating", recipe.get("drop_last_batch", False)
+
+
+def set_up(definition, settings, recipe, artifacts):
     """Seeds, TensorFlow's settings, the data, the strategy and precision, and this run's state folder."""
     arrays, classes = artifacts.load_prepared()
     trained_on, kept_out = holdout_split(len(arrays["y_train"]), recipe["calibration_images"], settings["seed"])
@@ -85,9 +106,24 @@ def set_up(spec, settings, recipe, artifacts):
     policy = precision.resolve(settings["precision"])
     print(f"precision: {policy} (train.precision: {settings['precision']}; CPU: {describe_cpu()})")
     print(f"strategy: {settings['strategy']} ({distribute.describe(strategy)})")
-    steps_per_epoch = epoch_steps(len(arrays["y_train"]), recipe["batch_size"], spec.drop_last_batch(recipe), spec.name)
+    alternating_flip, drop_last_batch = batching(recipe)
+    name = settings["model"]
+    steps_per_epoch = epoch_steps(len(arrays["y_train"]), recipe["batch_size"], drop_last_batch, name)
     return Run(
-        spec, settings, recipe, artifacts, arrays, classes, strategy, chief, policy, state, steps_per_epoch, held_out
+        definition,
+        settings,
+        recipe,
+        artifacts,
+        arrays,
+        classes,
+        strategy,
+        chief,
+        policy,
+        state,
+        steps_per_epoch,
+        alternating_flip,
+        drop_last_batch,
+        held_out,
     )
 
 
@@ -115,20 +151,22 @@ def build_or_resume(run):
     with precision.building_with(run.policy):
         model = distribute.build_under(
             run.strategy,
-            lambda: run.spec.build(len(run.classes), run.recipe, run.arrays["x_train"], run.settings["seed"], replicas),
+            lambda: run.definition.build(
+                len(run.classes), run.recipe, run.arrays["x_train"], run.settings["seed"], replicas
+            ),
         )
-    learning_rate, _ = run.spec.learning_rate(run.recipe, run.steps_per_epoch)
     with run.strategy.scope():
-        compile_model(model, run.spec, run.recipe, learning_rate)
+        compile_model(model, run.definition, run.recipe, run.steps_per_epoch)
     model.summary()
     return model, 0, history
 
 
-def compile_model(model, spec, recipe, learning_rate):
-    """The model's optimizer and loss from its spec; accuracy as the metric."""
+def compile_model(model, definition, recipe, steps_per_epoch):
+    """The optimizer of the model's definition, cross-entropy with the recipe's `label_smoothing` (the
+    fast model's; none without the key), accuracy as the metric."""
     model.compile(
-        optimizer=spec.optimizer(recipe, learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing(recipe)),
+        optimizer=definition.optimizer(recipe, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.get("label_smoothing", 0.0)),
         metrics=["accuracy"],
     )
 
@@ -138,14 +176,13 @@ def fit(run, model, done, history, extra_callbacks=()):
     num_classes = len(run.classes)
     y_train = keras.utils.to_categorical(run.arrays["y_train"], num_classes)
     y_test = keras.utils.to_categorical(run.arrays["y_test"], num_classes)
-    _, per_epoch_rate = run.spec.learning_rate(run.recipe, run.steps_per_epoch)
     checkpoint = cb.EpochCheckpoint(run.state, history)
     callbacks = [
         cb.EpochClock(history),  # first: the callbacks after it record its elapsed_s
-        cb.learning_rate_callback(per_epoch_rate),
+        cb.LearningRateLogger(),
         cb.ReseedRandomLayers(run.settings["seed"]),
         # before the checkpoint: lookahead's last pull of an epoch must be in what it saves
-        *run.spec.callbacks(run.recipe, run.steps_per_epoch),
+        *run.definition.callbacks(run.recipe, run.steps_per_epoch),
         checkpoint,
     ]
     if run.chief:
@@ -167,7 +204,6 @@ def fit(run, model, done, history, extra_callbacks=()):
         validation_batch_size=max(batch_size, 256),
         callbacks=[*callbacks, *extra_callbacks],
     )
-    alternating_flip = run.spec.alternating_flip(run.recipe)
     batches = training_batches(
         run.arrays["x_train"],
         y_train,
@@ -175,8 +211,8 @@ def fit(run, model, done, history, extra_callbacks=()):
         run.settings["seed"],
         done,
         epochs,
-        alternating_flip,
-        drop_last_batch=run.spec.drop_last_batch(run.recipe),
+        run.alternating_flip,
+        run.drop_last_batch,
     )
     if distribute.is_multi_worker(run.strategy):
         distribute.fit_multi_worker(model, run.strategy, batches, **options)

@@ -19,6 +19,13 @@ def warmup_cosine(learning_rate, warmup_steps, total_steps, final_fraction=0.0):
     )
 
 
+def recipe_warmup_cosine(recipe, steps_per_epoch, final_fraction=0.0):
+    """warmup_cosine per step for a recipe: its `learning_rate`, `warmup_epochs` and `epochs`."""
+    total = recipe["epochs"] * steps_per_epoch
+    warmup = round(recipe["warmup_epochs"] * steps_per_epoch)
+    return warmup_cosine(recipe["learning_rate"], warmup, total, final_fraction)
+
+
 @keras.saving.register_keras_serializable(package="cifar")
 class Triangle(keras.optimizers.schedules.LearningRateSchedule):
     """airbench's schedule: linear from `initial_fraction` of the peak up to it at `peak_step`, then linear

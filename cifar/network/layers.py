@@ -1,7 +1,18 @@
-"""Layers of ours that saved models hold; importing this module registers them for loading."""
+"""The input every network starts with, and the layers of ours that saved models hold (importing this
+module registers them for loading)."""
 
 import keras
 from keras import layers
+
+INPUT_SHAPE = (32, 32, 3)
+
+
+def normalized_input(name="image"):
+    """uint8 image input followed by the tutorial's normalisation x/255 - 0.5 (layer 'normalize').
+
+    Every model starts so: the maximum stimuli and Grad-CAM take their gradients at 'normalize'."""
+    inputs = keras.Input(INPUT_SHAPE, dtype="uint8", name=name)
+    return inputs, layers.Rescaling(1 / 255, offset=-0.5, name="normalize")(inputs)
 
 
 @keras.saving.register_keras_serializable(package="cifar")

@@ -1,11 +1,12 @@
-"""Loading a trained model file, with one clear error line for a missing or damaged one."""
+"""A trained model file: loading it (one clear error line for a missing or damaged one), computing it
+in float32, and where its class scores are."""
 
 from pathlib import Path
 
 import keras
 
 from cifar.core.errors import PipelineError
-from cifar.models import layers  # noqa: F401  registers our layers, which saved fast models hold
+from cifar.network import layers  # noqa: F401  registers our layers, which saved fast models hold
 
 
 def load_trained_model(model_file):
@@ -48,3 +49,24 @@ def float32_copy(model):
 
 def computes_in_bfloat16(model):
     return any(layer.dtype_policy.compute_dtype == "bfloat16" for layer in model.layers)
+
+
+# Where a model's class scores are: the input of its final softmax (both models end in a separate
+# softmax layer, so temperature scaling, TTA's logit average, Grad-CAM and the class stimuli can all
+# reach the scores before it).
+
+
+def final_softmax(model):
+    """The model's last layer if it is a separate softmax, else None."""
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return last
+    if isinstance(last, keras.layers.Activation) and getattr(last.activation, "__name__", "") == "softmax":
+        return last
+    return None
+
+
+def class_score_tensor(model):
+    """The class scores before the softmax: the input of a final softmax layer, else the output."""
+    softmax = final_softmax(model)
+    return model.output if softmax is None else softmax.input

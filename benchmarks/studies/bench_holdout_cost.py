@@ -1,6 +1,6 @@
 """The accuracy cost of holding training images out for the temperature, for each model, paired by seed.
 
-    python -m benchmarks.bench_holdout_cost --source path/to/cifar-10-python.tar.gz
+    python -m benchmarks.studies.bench_holdout_cost --source path/to/cifar-10-python.tar.gz
         [--models seed_cnn fast] [--images 2000] [--seeds 42] [--recipe quick] [--set fast.epochs=4 ...]
         [--json out.json]
 
@@ -9,7 +9,7 @@ then evaluate with `<model>.calibration_images: 0` (every image trained on) and 
 held out, one after the other on the same data. Each row: test accuracy (evaluate's, with the
 model's `tta` level, and the last epoch's validation without TTA), ECE and NLL of both runs, the
 fitted temperature, and the paired differences (held out minus all). `--recipe quick` trains
-each model at bench_time_to_accuracy's quick recipe (seed_cnn 8 epochs at batch 64, fast 3
+each model at benchmarks/recipes.py's quick recipes (seed_cnn 8 epochs at batch 64, fast 3
 epochs at widths 16/64/64) instead of params.yaml's defaults, to fit a short session; the held-out images are a
 slice of the training set either way, so the cost is theirs. `--set section.key=value` changes
 params.yaml for every run, over the recipe.
@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.bench_time_to_accuracy import QUICK
+from benchmarks.recipes import QUICK
 from benchmarks.workspace import parse_override, run_stage, scratch_workspace, set_params
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import describe_cpu

@@ -1,6 +1,6 @@
 """The fast model at airbench94's values against airbench94's own code: same data, CPU and precision.
 
-    python -m benchmarks.bench_like_for_like --data data/prepared [--train-images 5000] [--test-images 0]
+    python -m benchmarks.studies.bench_like_for_like --data data/prepared [--train-images 5000] [--test-images 0]
         [--seeds 0 1 2]
         [--reference path/to/airbench94.py] [--json out.json]
 

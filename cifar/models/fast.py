@@ -1,4 +1,6 @@
-"""The fast model (`train.model: fast`): a small BatchNorm CNN, a port of Keller Jordan's airbench94.
+"""`train.model: fast`: a small BatchNorm CNN, a port of Keller Jordan's airbench94, and its recipe
+(params.yaml's `fast` section): its rules first, then the network, then its training (Nesterov SGD,
+airbench's triangle schedule, label smoothing, the whitening bias frozen, lookahead).
 
 The images standardised per channel (airbench's normalisation), a frozen 2x2 patch-whitening
 convolution computed from the training images, then three conv groups (conv, max-pool,
@@ -6,7 +8,8 @@ BatchNorm, GELU, conv, BatchNorm, GELU), global max-pooling and a scaled linear 
 Training-time augmentation (random horizontal flip, airbench's whole-pixel translation with
 reflected borders) is part of the model, so it runs inside the compiled training step and is
 identity at inference; airbench's alternating flip, which needs to know each image, is done by
-the training batches. Every choice is a key of the `fast` section of params.yaml; the remaining
+the training batches (cifar/training/loop.py `batching` reads `flip` and `drop_last_batch`, and
+`compile_model` reads `label_smoothing`). Every choice is a key of the `fast` section of params.yaml; the remaining
 differences from airbench94 are listed in docs/fast-model.md.
 """
 
@@ -15,12 +18,14 @@ import numpy as np
 from keras import layers
 
 from cifar.core.params import ListRule, Rule, boolean, choice, fraction, non_negative_int, positive_int, positive_number
-from cifar.models.inputs import normalized_input
-from cifar.models.layers import RandomShift, ScaledBias
-from cifar.models.recipe import COMMON
+from cifar.network.layers import RandomShift, ScaledBias, normalized_input
+from cifar.training import schedules
+from cifar.training.callbacks import FreezeAfter
+from cifar.training.lookahead import Lookahead
+from cifar.training.loop import RECIPE_RULES
 
 RECIPE = {
-    **COMMON,
+    **RECIPE_RULES,
     "final_lr_fraction": fraction(),
     "momentum": Rule((int, float), "a number from 0 to less than 1", minimum=0, maximum=0.999),
     "nesterov": boolean(),
@@ -150,12 +155,13 @@ def conv_bn_gelu(x, filters, recipe, name, pool=False, sync_batchnorm=False):
     return layers.Activation("gelu", name=f"{name}_gelu")(x)
 
 
-def build(num_classes, recipe, train_images=None, seed=0, sync_batchnorm=False):
+def build(num_classes, recipe, train_images=None, seed=0, replicas=1):
     """The fast model for `recipe` (the `fast` params); `train_images` (uint8) set the whitening layer.
 
-    `sync_batchnorm`: statistics over the global batch of all replicas, not each replica's
-    share, so that several devices train what one device would (tests/test_distribute.py).
+    Several `replicas`: BatchNorm statistics over the global batch of all replicas, not each
+    replica's share, so that several devices train what one device would (tests/test_distribute.py).
     """
+    sync_batchnorm = replicas > 1
     inputs, x = normalized_input()
     for layer in augmentation(recipe, seed):
         x = layer(x)
@@ -186,3 +192,43 @@ def build(num_classes, recipe, train_images=None, seed=0, sync_batchnorm=False):
     x = layers.Rescaling(recipe["output_scale"], name="scale")(x)
     outputs = layers.Activation("softmax", dtype="float32", name="softmax")(x)
     return keras.Model(inputs, outputs, name="fast")
+
+
+# Training: what the loop (cifar/training/loop.py) asks of every model, besides `build`.
+
+
+def learning_rate(recipe, steps_per_epoch):
+    """airbench's triangle (linear up from `initial_lr_fraction`, linear down), or warm-up from 0 then cosine."""
+    if recipe["schedule"] == "cosine":
+        return schedules.recipe_warmup_cosine(recipe, steps_per_epoch, recipe["final_lr_fraction"])
+    peak = round(recipe["warmup_epochs"] * steps_per_epoch)
+    total = recipe["epochs"] * steps_per_epoch
+    return schedules.Triangle(
+        recipe["learning_rate"], peak, total, recipe["initial_lr_fraction"], recipe["final_lr_fraction"]
+    )
+
+
+def optimizer(recipe, steps_per_epoch):
+    """Nesterov SGD on the recipe's schedule, with decoupled weight decay, and optionally a moving average
+    of the weights."""
+    ema = recipe["ema_momentum"]
+    return keras.optimizers.SGD(
+        learning_rate(recipe, steps_per_epoch),
+        momentum=recipe["momentum"],
+        nesterov=recipe["nesterov"],
+        weight_decay=recipe["weight_decay"] or None,
+        use_ema=ema is not None,
+        ema_momentum=ema if ema is not None else 0.99,
+    )
+
+
+def callbacks(recipe, steps_per_epoch):
+    """The whitening bias frozen after `whiten_bias_epochs` (null: never), and lookahead when `lookahead_every` > 0."""
+    found = []
+    if recipe["whiten_bias_epochs"] is not None:
+        found.append(FreezeAfter("whiten_bias", recipe["whiten_bias_epochs"]))
+    if recipe["lookahead_every"]:
+        every, start = recipe["lookahead_every"], recipe["lookahead_start_epoch"]
+        decay, power = recipe["lookahead_decay"], recipe["lookahead_power"]
+        found.append(Lookahead(every, start, decay, power, steps_per_epoch, recipe["epochs"]))
+    return found

@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from cifar.core.errors import PipelineError
-from cifar.models.layers import ScaledBias
-from cifar.models.scores import class_score_tensor
+from cifar.network.layers import ScaledBias
+from cifar.network.trained import class_score_tensor
 
 ACTIVATION_LAYERS = (keras.layers.LeakyReLU, keras.layers.ReLU, keras.layers.ELU, keras.layers.Activation)
 # Layers that may stand between a convolution and its activation, keeping one channel per filter.
@@ -44,7 +44,7 @@ def conv_activation_layers(model):
     return found
 
 
-def normalized_input(model):
+def normalized_image(model):
     """The tensor holding the normalised image (the output of the model's 'normalize' layer)."""
     try:
         return model.get_layer("normalize").output
@@ -152,7 +152,7 @@ def model_stimuli(model, num_classes, settings, model_file="the model"):
     layers = conv_activation_layers(model)
     if not layers:
         raise PipelineError(f"{model_file}: the model has no convolutional activation layers to visualise")
-    image = normalized_input(model)
+    image = normalized_image(model)
     rng = np.random.default_rng(settings["seed"])
     submodels = [keras.Model(image, layer.output) for layer in layers]
     submodels.append(keras.Model(image, class_score_tensor(model)))
