@@ -19,9 +19,8 @@ from pathlib import Path
 import yaml
 
 from benchmarks.workspace import (
+    command_env,
     dvc_command,
-    dvc_env,
-    git_env,
     parse_override,
     pipeline_stages,
     run_stage,
@@ -48,21 +47,16 @@ def epoch_seconds(root):
 
 
 def run(source, overrides=(), smoke=False, progress=print):
-    import subprocess
-
     with tempfile.TemporaryDirectory(prefix="bench-fast-") as scratch:
-        root = Path(scratch)
-        scratch_repository(source, root)
-        set_params(root, "train", {"model": "fast"})
-        for section, values in SMOKE.items() if smoke else ():
-            set_params(root, section, values)
+        repo = scratch_repository(Path(scratch) / "repo", source, train={"model": "fast"}, **(SMOKE if smoke else {}))
+        root = repo.path
         for section, name, value in overrides:
-            set_params(root, section, {name: value})
-        subprocess.run(["git", "commit", "-qam", "fast model"], cwd=root, check=True, env=git_env())
+            set_params(root, **{section: {name: value}})
+        repo.commit("fast model")
         stage_s = {}
         for stage in pipeline_stages():
             progress(f"dvc repro {stage} ...")
-            stage_s[stage] = round(timed(dvc_command("repro", "--single-item", stage), root, dvc_env())[0], 1)
+            stage_s[stage] = round(timed(dvc_command("repro", "--single-item", stage), root, command_env())[0], 1)
             progress(f"  {stage_s[stage]} s")
         params = yaml.safe_load((root / "params.yaml").read_text())
         metrics = json.loads(Artifacts(root).metrics.read_text())
@@ -70,8 +64,8 @@ def run(source, overrides=(), smoke=False, progress=print):
         fast_epochs = epoch_seconds(root)
 
         progress("one epoch of seed_cnn on the same data ...")
-        set_params(root, "train", {"model": "seed_cnn"})
-        set_params(root, "seed_cnn", {"epochs": 1})
+        set_params(root, train={"model": "seed_cnn"})
+        set_params(root, seed_cnn={"epochs": 1})
         run_stage("train", root)
         seed_epoch = epoch_seconds(root)[0]
 

@@ -73,8 +73,8 @@ def compare(tutorial, quick, recipe=QUICK_RECIPE):
 
 def train(root, name, recipe, seed, progress=print, model="seed_cnn"):
     """Train `model` in `root` with `recipe` over params.yaml's, at train.seed `seed`: its history."""
-    set_params(root, "train", {"seed": seed, "model": model})
-    set_params(root, model, recipe)
+    set_params(root, train={"seed": seed, "model": model})
+    set_params(root, **{model: recipe})
     progress(f"training the {name} recipe, seed {seed}: {recipe or '(params.yaml defaults)'} ...")
     run_stage("train", root, show_output=True)
     return history(root)
@@ -91,7 +91,7 @@ def compare_seeds(root, quick=QUICK_RECIPE, seeds=SEEDS, done=None, progress=pri
     for seed in seeds:
         tutorial = (done or {}).get(seed) or train(root, "tutorial", tutorial_recipe, seed, progress)
         results[seed] = compare(tutorial, train(root, "quick", quick, seed, progress, model), quick)
-        set_params(root, "seed_cnn", tutorial_recipe)
+        set_params(root, seed_cnn=tutorial_recipe)
     return results
 
 

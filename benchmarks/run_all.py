@@ -37,8 +37,8 @@ from benchmarks import bench_airbench, bench_time_to_accuracy, bench_train, benc
 from benchmarks.interleave import MIN_REPEATS, interleaved, ratio, seconds
 from benchmarks.recipes import QUICK_RECIPE, SEEDS
 from benchmarks.workspace import (
+    command_env,
     dvc_command,
-    dvc_env,
     run_stage,
     scratch_repository,
     timed,
@@ -87,13 +87,12 @@ def run(source, smoke=False, repeats=MIN_REPEATS, seeds=SEEDS, progress=print):
     row 2 one tutorial/quick pair per seed, row 6 one dvc repro from scratch."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        scratch_repository(source, root, SMOKE if smoke else {})
+        root = scratch_repository(Path(tmp) / "repo", source, **(SMOKE if smoke else {})).path
         progress("6. dvc repro from scratch, default params ...")
-        repro_s, repro_rss, _ = timed(dvc_command("repro"), root, dvc_env(), show_output=True)
+        repro_s, repro_rss, _ = timed(dvc_command("repro"), root, command_env(), show_output=True)
 
         def dvc_seconds(*args):
-            return lambda: timed(dvc_command(*args), root, dvc_env())[0]
+            return lambda: timed(dvc_command(*args), root, command_env())[0]
 
         progress("5. dvc status and a no-op dvc repro against dvc version ...")
         dvc = interleaved(

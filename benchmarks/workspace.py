@@ -1,8 +1,13 @@
-"""Scratch workspaces for benchmarks: a params.yaml pointed at a dataset, stages run as processes;
-scratch repositories: the project's committed files as a fresh git + DVC repository, run by `dvc`."""
+"""Scratch copies of the project, for the benchmarks and the tests alike:
+
+- a workspace: a directory with a params.yaml, whose stages run as processes (`run_stage`);
+- a repository: the pipeline's files as a fresh git repository with DVC, run by the real `dvc` and `git`
+  commands (`scratch_repository`, `Repo`), in the environment a user's shell gives them (`command_env`).
+"""
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -10,31 +15,108 @@ from pathlib import Path
 
 import yaml
 
+from cifar.core.tensorflow_log import QUIET_MARK
+
 PROJECT = Path(__file__).resolve().parents[1]
+
+# What `dvc repro` needs of the project, copied from the working tree (edits not yet committed included)
+PIPELINE_FILES = [
+    "stages",
+    "cifar",
+    "data/sources",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvcignore",
+    ".gitignore",
+]
 
 
 def stage_env():
+    """This environment, with the project importable: `python -m stages.<name>` from any directory."""
     return {**os.environ, "PYTHONPATH": str(PROJECT)}
 
 
+def command_env():
+    """A user's shell: this interpreter first on PATH (`python` in dvc.yaml's commands must be the
+    project's virtualenv), no TensorFlow logging variable (the stages set their own), a git identity."""
+    env = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", QUIET_MARK)}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = ""
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "scratch"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "scratch@localhost"
+    return env
+
+
+def set_params(root, **sections):
+    """Update sections of the params.yaml in directory `root`: set_params(root, train={"seed": 1}).
+    Returns the whole params."""
+    params_file = Path(root) / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    for section, values in sections.items():
+        params[section] = {**params[section], **values}
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
 def scratch_workspace(source, root):
-    """params.yaml (the project's, with fetch.source = `source`) in `root`; returns the params."""
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    params["fetch"]["source"] = str(Path(source).resolve())
-    write_params(root, params)
-    return params
+    """The project's params.yaml in `root`, with fetch.source = `source`; returns the params."""
+    shutil.copyfile(PROJECT / "params.yaml", Path(root) / "params.yaml")
+    return set_params(root, fetch={"source": str(Path(source).resolve())})
 
 
-def write_params(root, params):
-    (Path(root) / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+def run_command(command, cwd, env, check=True, timeout=600, **options):
+    """`command` run with its output captured; with `check`, a failure raises with both streams."""
+    result = subprocess.run(
+        [str(arg) for arg in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **options
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(result.args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
 
 
-def set_params(root, section, overrides):
-    """Update one section of root's params.yaml with `overrides`."""
-    params = yaml.safe_load((Path(root) / "params.yaml").read_text())
-    params[section] = {**params[section], **overrides}
-    write_params(root, params)
-    return params
+class Repo:
+    """A scratch repository: its commands run in it, in `command_env()`."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def run(self, *args, check=True, timeout=600, env=None):
+        """`args` run in the repo; `env`: variables set for this command only."""
+        return run_command(args, self.path, {**command_env(), **(env or {})}, check, timeout)
+
+    def dvc(self, *args, **kwargs):
+        return self.run(*dvc_command(*args), **kwargs)
+
+    def git(self, *args, **kwargs):
+        return self.run("git", *args, **kwargs)
+
+    def set_params(self, **sections):
+        return set_params(self.path, **sections)
+
+    def commit(self, message):
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+
+
+def scratch_repository(root, source, **sections):
+    """The pipeline's files in `root` (a new directory) as a git repository on branch main, fetch aimed
+    at `source`, `sections` set in params.yaml, all committed. Returns its Repo."""
+    root = Path(root)
+    root.mkdir(parents=True)
+    for name in PIPELINE_FILES:
+        if (PROJECT / name).is_dir():
+            shutil.copytree(PROJECT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(PROJECT / name, root / name)
+    repo = Repo(root)
+    repo.git("init", "-q", "-b", "main")
+    repo.set_params(fetch={"source": str(Path(source).resolve())}, **sections)
+    repo.commit("project")
+    return repo
 
 
 def parse_override(text):
@@ -96,35 +178,5 @@ def pipeline_stages():
     return list(yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"])
 
 
-def scratch_repository(source, root, params=None):
-    """The project's committed files in `root`, as a fresh git + DVC repository aimed at `source`;
-    `params`: {section: overrides} of params.yaml."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((PROJECT / name).read_bytes())
-    scratch_workspace(source, root)
-    for section, overrides in (params or {}).items():
-        set_params(root, section, overrides)
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "benchmark"]):
-        subprocess.run(command, cwd=root, check=True, env=git_env())
-
-
-def git_env():
-    return {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "bench",
-        "GIT_AUTHOR_EMAIL": "bench@localhost",
-        "GIT_COMMITTER_NAME": "bench",
-        "GIT_COMMITTER_EMAIL": "bench@localhost",
-    }
-
-
 def dvc_command(*args):
     return [str(Path(sys.executable).parent / "dvc"), *args]
-
-
-def dvc_env():
-    """`python` in dvc.yaml's commands must be this interpreter; stages import from the workspace."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -1,8 +1,7 @@
-"""Shared test helpers: tiny prepared workspaces and running stages as real processes."""
+"""Shared test helpers: tiny prepared and trained workspaces, results recomputed by hand, stages run as
+real processes. The scratch copies of the project themselves are benchmarks/workspace.py's."""
 
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -10,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from benchmarks.workspace import PROJECT, run_command, set_params, stage_env
 from cifar.core.artifacts import Artifacts
 from stages.preprocess import preprocess
-from tests.conftest import PROJECT, set_params
 from tests.datagen import write_cifar_archive
 
 # The tutorial's recipe, shrunk: keys of params.yaml's `seed_cnn` section, and train.seed.
@@ -84,6 +83,13 @@ def training_params(path):
     name = settings["model"]
     definition = model_definition(name)
     return definition, settings, load_params({name: definition.RECIPE}, Path(path) / "params.yaml")[name]
+
+
+def keras_probabilities(artifacts, images):
+    """The trained model's probabilities of `images`, in float64, by Keras alone (no project loader)."""
+    import keras
+
+    return keras.saving.load_model(artifacts.model, compile=False).predict(images, verbose=0).astype(np.float64)
 
 
 def views_by_hand(batch, level=2):
@@ -172,25 +178,8 @@ def train_in_workspace(path, callbacks=()):
     return train(spec, settings, recipe, Artifacts(path), callbacks=callbacks)
 
 
-def stage_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(PROJECT)
-    return env
-
-
 def run_stage_process(stage, cwd, check=True, timeout=300, **popen_options):
-    result = subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}"],
-        cwd=cwd,
-        env=stage_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **popen_options,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"stage {stage} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+    return run_command([sys.executable, "-m", f"stages.{stage}"], cwd, stage_env(), check, timeout, **popen_options)
 
 
 def wait_for(predicate, process, timeout=240, interval=0.02):

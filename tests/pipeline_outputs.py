@@ -137,7 +137,7 @@ def check_every_output(root, source, written, machine_precision):
             float(np.mean(probabilities.argmax(axis=1) == keras_top)), 6
         )
     int8 = load_classifier(artifacts.tflite_int8).predict(x_test)
-    assert np.abs(int8 - reference).max() <= 0.1  # int8 rounding, tests/test_beyond_accuracy.py measured 0.03
+    assert np.abs(int8 - reference).max() <= 0.1  # int8 rounding, tests/test_export.py measured 0.03
     assert exported["tflite_int8"]["accuracy"] == round(float(np.mean(int8.argmax(axis=1) == y_test)), 6)
     assert json.loads(artifacts.export_classes.read_text()) == CLASSES
     assert json.loads(artifacts.export_input.read_text()) == fitting

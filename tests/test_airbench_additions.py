@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from benchmarks.workspace import PROJECT, set_params
 from cifar.core.params import load_params
 from cifar.models import model_definition
 from cifar.models.fast import RECIPE
@@ -18,7 +19,6 @@ from cifar.network.layers import ScaledBias
 from cifar.training.batches import training_batches
 from cifar.training.callbacks import FreezeAfter
 from cifar.training.schedules import Triangle
-from tests.conftest import PROJECT, set_params
 from tests.helpers import prepare_workspace, train_in_workspace
 
 TINY_FAST = {"epochs": 3, "batch_size": 16, "widths": [8, 16, 16], "warmup_epochs": 0.5}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
+from benchmarks.workspace import PROJECT
 from cifar.core.params import load_params
 from cifar.evaluation import tta
 from cifar.models.fast import RECIPE, batchnorm, channel_statistics
@@ -16,7 +17,6 @@ from cifar.network.layers import RandomShift
 from cifar.training.batches import training_batches
 from cifar.training.lookahead import Lookahead
 from cifar.training.loop import batching, epoch_steps
-from tests.conftest import PROJECT
 
 
 @pytest.fixture(scope="module")

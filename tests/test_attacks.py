@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import yaml
 
+from benchmarks.workspace import PROJECT, set_params, stage_env
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.data.datasets import read_dataset
-from tests.conftest import PROJECT, set_params
 from tests.datagen import encode_image, write_cifar_archive, write_image_folder_archive
-from tests.helpers import prepare_workspace, run_stage_process, stage_env
+from tests.helpers import prepare_workspace, run_stage_process
 from tests.test_train import assert_same_weights, weights_of
 
 EPOCHS = 3

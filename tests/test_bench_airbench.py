@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_airbench
-from tests.conftest import PROJECT
-from tests.helpers import stage_env
+from benchmarks.workspace import PROJECT, stage_env
 
 REFERENCE = bench_airbench.cached_reference()
 needs_reference = pytest.mark.skipif(

@@ -11,10 +11,8 @@ from benchmarks import bench_airbench
 from benchmarks.bench_time_to_accuracy import time_to
 from benchmarks.interleave import interleaved, ratio
 from benchmarks.recipes import FAST_QUICK, QUICK_RECIPE
-from benchmarks.workspace import timed
-from tests.conftest import PROJECT
+from benchmarks.workspace import PROJECT, stage_env, timed
 from tests.datagen import write_image_folder_archive
-from tests.helpers import stage_env
 
 
 def test_time_to_accuracy_is_the_first_epoch_reaching_the_target():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from benchmarks.workspace import PROJECT
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
@@ -18,7 +19,6 @@ from cifar.network.trained import computes_in_bfloat16, float32_copy, load_train
 from stages.evaluate import EVALUATE
 from stages.export import EXPORT
 from tests import bfloat16_bounds
-from tests.conftest import PROJECT
 from tests.datagen import encode_image
 from tests.helpers import assert_test_metrics_are_the_models
 
@@ -83,7 +83,7 @@ def test_export_of_a_bfloat16_model_writes_float32_formats_that_agree_with_it(tr
     assert interpreter.get_output_details()[0]["dtype"] == np.float32
     int8 = load_classifier(artifacts.tflite_int8).predict(x_test)
     # int8's own rounding, against the float32 copy it was quantised from: measured 0.03 at most for
-    # seed_cnn (as for float32 models, tests/test_beyond_accuracy.py), 0.113 for the fast model, whose
+    # seed_cnn (as for float32 models, tests/test_export.py), 0.113 for the fast model, whose
     # temperature (0.37) multiplies its scores' quantisation error by 1/T (AMD EPYC Zen 5)
     assert np.abs(int8 - float32_probabilities).max() <= {"seed_cnn": 0.1, "fast": 0.25}[model_name]
     assert record["tflite_int8"]["accuracy"] == pytest.approx(np.mean(int8.argmax(axis=1) == y_test), abs=1e-6)

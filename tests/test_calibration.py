@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax, softmax
 
+from benchmarks.workspace import set_params
 from cifar.calibration.temperature import (
     fit_temperature,
     holdout_split,
@@ -20,7 +21,6 @@ from cifar.core.errors import PipelineError
 from cifar.network.trained import class_score_tensor, final_softmax, float32_copy
 from tests import bfloat16_bounds
 from tests.bfloat16_bounds import UNIT_ROUNDOFF
-from tests.conftest import set_params
 from tests.helpers import ece_by_definition, prepare_workspace, train_in_workspace
 
 

@@ -1,15 +1,19 @@
 """The robustness stage's corruptions against CIFAR-10-C's own code (tests/cifar_c_reference.py)."""
 
+import csv
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from benchmarks.workspace import PROJECT
+from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
 from cifar.robustness.corruptions import CORRUPTIONS, corrupt, severity_parameters
 from stages.robustness import ROBUSTNESS, SEVERITIES
 from tests.cifar_c_reference import SEVERITIES as CIFAR_C_TABLE
 from tests.cifar_c_reference import cifar_c_image
-from tests.conftest import PROJECT
+from tests.helpers import keras_probabilities
 
 
 def fixed_images():
@@ -105,3 +109,47 @@ def test_the_robustness_stage_applies_each_severity_s_parameters():
         parameters = severity_parameters(settings, name)[severity - 1]
         expected = corrupt(images, name, parameters, settings["seed"], severity)
         np.testing.assert_array_equal(seen[1 + index], expected, err_msg=f"{name} severity {severity}")
+
+
+@pytest.fixture(scope="module")
+def trained(trained_workspace):
+    """The suite's shared seed_cnn workspace, trained well above chance (tests/helpers.py: SHARED_TRAINING)."""
+    return trained_workspace("seed_cnn")
+
+
+def test_robustness_stage_equals_cifar_c_s_corruptions_applied_to_the_model(trained):
+    from stages.robustness import robustness
+
+    artifacts = Artifacts(trained)
+    settings = {**defaults(), "max_images": 40, "seed": 5}
+    record = robustness(settings, artifacts, progress=lambda m: None)
+    # The same 40 images (a seeded choice, sorted), corrupted by CIFAR-10-C's own code, classified by the model
+    x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
+    chosen = np.sort(np.random.default_rng(5).choice(len(y_test), size=40, replace=False))
+    images, labels = x_test[chosen], y_test[chosen]
+
+    def accuracy(batch):
+        return np.mean(keras_probabilities(artifacts, batch).argmax(axis=1) == labels)
+
+    assert record["clean_accuracy"] == pytest.approx(accuracy(images), abs=1e-6)
+    expected = {}
+    for index, name in enumerate(CORRUPTIONS):
+        for severity in range(1, 6):
+            value = settings[name][severity - 1]
+            if name == "defocus_blur":
+                value = (value, settings["defocus_blur_smoothing"][severity - 1])
+            rng = np.random.default_rng([5, index, severity])
+            corrupted = np.stack([cifar_c_image(image, name, value, rng) for image in images])
+            expected[name, severity] = accuracy(corrupted)
+            assert record["corruptions"][name][f"severity_{severity}"] == pytest.approx(expected[name, severity])
+    assert record["mean_corruption_accuracy"] == pytest.approx(np.mean(list(expected.values())), abs=1e-6)
+    assert len(set(expected.values())) > 1  # the corruptions change some predictions
+    table = list(csv.DictReader(artifacts.robustness_data.open()))
+    np.testing.assert_allclose(
+        [[float(row[name]) for name in CORRUPTIONS] for row in table],
+        [[expected[name, severity] for name in CORRUPTIONS] for severity in range(1, 6)],
+        atol=1e-6,
+    )
+    first = artifacts.robustness_record.read_text()
+    robustness(settings, artifacts, progress=lambda m: None)
+    assert artifacts.robustness_record.read_text() == first

@@ -13,10 +13,10 @@ import sys
 import numpy as np
 import pytest
 
+from benchmarks.workspace import set_params, stage_env
 from cifar.core.artifacts import Artifacts
 from cifar.network.trained import load_trained_model
-from tests.conftest import set_params
-from tests.helpers import prepare_workspace, stage_env, train_in_workspace
+from tests.helpers import prepare_workspace, train_in_workspace
 
 # No random augmentation and synchronised BatchNorm: several devices compute what one does.
 FAST = {"epochs": 2, "batch_size": 20, "learning_rate": 0.1, "widths": [8, 16, 16], "flip": "none", "translate": 0,

@@ -20,10 +20,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from benchmarks.workspace import Repo, command_env, scratch_repository
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import CPUINFO_ENV
 from tests.datagen import write_cifar_archive
-from tests.dvc_repo import Repo, command_env, make_repo
 from tests.helpers import wait_for
 from tests.test_pipeline import STAGES, TINY, ran_stages
 from tests.test_train import assert_same_weights, weights_of
@@ -37,7 +37,7 @@ def baseline(tmp_path_factory):
     root = tmp_path_factory.mktemp("dvc_baseline")
     archive = root / "tiny-cifar.tar.gz"
     write_cifar_archive(archive)
-    repo = make_repo(root / "repo", archive, **TINY)
+    repo = scratch_repository(root / "repo", archive, **TINY)
     repo.dvc("repro")
     repo.commit("baseline run")
     return repo

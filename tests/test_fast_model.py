@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from benchmarks.workspace import PROJECT, set_params
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
 from cifar.models import build_model
@@ -13,7 +14,6 @@ from cifar.models.fast import RECIPE, augmentation, whitening_kernel
 from cifar.models.fast import build as fast_cnn
 from cifar.network.layers import ScaledBias
 from cifar.network.trained import load_trained_model
-from tests.conftest import PROJECT, set_params
 from tests.datagen import CLASSES
 from tests.helpers import assert_test_metrics_are_the_models, prepare_workspace, train_in_workspace
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.workspace import PROJECT, set_params
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.data import download, sources
 from cifar.data.fetching import fetch
 from stages.fetch import main
-from tests.conftest import PROJECT, set_params
 from tests.datagen import write_cifar_archive, write_image_folder_archive
 
 

@@ -16,6 +16,7 @@ import yaml
 from sklearn.metrics import confusion_matrix
 
 import cifar.reporting.report
+from benchmarks.workspace import PROJECT
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
 from cifar.data.params import PREPROCESS
@@ -27,7 +28,6 @@ from cifar.visualization import gradient_ascent
 from stages.evaluate import EVALUATE
 from stages.robustness import ROBUSTNESS
 from stages.visualize import VISUALIZE
-from tests.conftest import PROJECT
 from tests.datagen import CLASSES
 from tests.figures_seen import (
     bars,

@@ -20,7 +20,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from tests.conftest import PROJECT
+from benchmarks.workspace import PROJECT
 
 # The platforms the README supports: uv's target name, and the PEP 508 environment it stands for.
 PLATFORMS = {

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.workspace import stage_env
 from cifar.core.artifacts import OTHER, OUTS, Artifacts
 from cifar.core.codegraph import PROJECT_ROOT, files_run_by, imported_names, module_file
-from tests.helpers import stage_env
 
 STAGES = tuple(yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"])  # a new stage is checked too
 COMMANDS = (*STAGES, "predict", "report")
@@ -264,3 +264,22 @@ def test_the_benchmarks_that_back_a_figure_are_at_the_top_and_studies_apart():
     quoted = (PROJECT_ROOT / "README.md").read_text() + (PROJECT_ROOT / "docs/speed.md").read_text()
     for path in (PROJECT_ROOT / "benchmarks").glob("bench_*.py"):
         assert f"benchmarks.{path.stem}" in quoted or f"benchmarks/{path.name}" in quoted, path.name
+
+
+def test_tests_and_benchmarks_share_one_scratch_helper_and_conftest_holds_fixtures_only():
+    """benchmarks/workspace.py alone defines the scratch copies of the project and the params editing that
+    the tests and benchmarks use; nothing imports tests/conftest.py as a module."""
+    import ast
+
+    shared = {"set_params", "stage_env", "command_env", "scratch_workspace", "scratch_repository", "Repo"}
+    for path in [*(PROJECT_ROOT / "tests").glob("*.py"), *(PROJECT_ROOT / "benchmarks").rglob("*.py")]:
+        tree = ast.parse(path.read_text())
+        defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+        if path != PROJECT_ROOT / "benchmarks/workspace.py":
+            assert not defined & shared, f"{path.name} defines {defined & shared}: use benchmarks/workspace.py's"
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "tests.conftest" not in imported, f"{path.name} imports conftest: fixtures only there"
+    conftest = ast.parse((PROJECT_ROOT / "tests/conftest.py").read_text())
+    for node in conftest.body:
+        if isinstance(node, ast.FunctionDef):
+            assert any("fixture" in ast.unparse(decorator) for decorator in node.decorator_list), node.name

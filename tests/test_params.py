@@ -1,11 +1,11 @@
 import pytest
 import yaml
 
+from benchmarks.workspace import PROJECT, set_params
 from cifar.core import cli
 from cifar.core.params import load_params
 from cifar.models import MODEL_NAMES, MODELS, TRAIN_RULES, build_model, model_definition
 from stages import evaluate, export, fetch, preprocess, robustness, train, visualize
-from tests.conftest import PROJECT, set_params
 from tests.datagen import write_cifar_archive
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.workspace import PROJECT
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
@@ -29,7 +30,6 @@ from cifar.network.trained import load_trained_model
 from stages.predict import Progress, classify, image_files, main
 from stages.preprocess import preprocess
 from tests import photos
-from tests.conftest import PROJECT
 from tests.datagen import encode_image, write_image_folder_archive
 
 BLUE = "#336699"

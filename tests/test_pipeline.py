@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import yaml
 
+from benchmarks.workspace import PROJECT, scratch_repository
 from cifar.core.artifacts import OUTS, Artifacts
 from cifar.core.cpu import describe_cpu
 from cifar.core.tensorflow_log import without_log_lines
 from cifar.network.trained import load_trained_model
-from tests.conftest import PROJECT
 from tests.datagen import (
     CLASSES,
     FINE_CLASSES,
@@ -23,7 +23,6 @@ from tests.datagen import (
     write_cifar_binary_archive,
     write_image_folder_archive,
 )
-from tests.dvc_repo import make_repo
 from tests.pipeline_outputs import check_every_output
 
 TINY = {
@@ -33,6 +32,8 @@ TINY = {
     "preprocess": {"max_train_images": 100, "max_test_images": 40},
     "train": {"precision": "float32"},
     "seed_cnn": {"epochs": 1, "batch_size": 16},
+    # the fast model's default holds out 2,000 training images for its temperature: on tiny data, a few
+    "fast": {"calibration_images": 10},
 }
 
 # Every stage of dvc.yaml, in its order: a stage added later is run by the end-to-end tests too.
@@ -88,7 +89,7 @@ def repro_every_stage(tmp_path, precision, expected_precision, env=None):
     `env`: variables for the stages."""
     archive = tmp_path / "tiny-cifar.tar.gz"
     written = write_cifar_archive(archive)
-    repo = make_repo(tmp_path / "repo", archive, **{**TINY, "train": {"precision": precision}})
+    repo = scratch_repository(tmp_path / "repo", archive, **{**TINY, "train": {"precision": precision}})
     result = repo.dvc("repro", env=env)
     assert ran_stages(result.stdout) == STAGES
     # the user's terminal: the stages' own lines, not one of TensorFlow's (cifar/core/tensorflow_log.py)
@@ -138,7 +139,7 @@ def test_dvc_repro_runs_end_to_end_from_every_layout(tmp_path, layout):
     sizes = {"max_train_images": 200, "max_test_images": 100} if layout == "cifar100" else {}
     # centre-cropped pictures: the choice travels from preprocess to the model and its exports, for predict
     fitting = {"aspect": "crop", "background": "#336699"}
-    repo = make_repo(
+    repo = scratch_repository(
         tmp_path / "repo", tmp_path / name, **{**TINY, "preprocess": {**TINY["preprocess"], **sizes, **fitting}}
     )
     # CIFAR-100's 100 classes through every stage; the other layouts through the tutorial's stages

@@ -28,13 +28,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.workspace import PROJECT
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
 from cifar.network.trained import float32_copy, load_trained_model
 from stages.export import EXPORT
 from stages.predict import main as predict
-from tests.conftest import PROJECT
 
 MODELS = [("seed_cnn", "float32"), ("fast", "float32"), ("seed_cnn", "mixed_bfloat16"), ("fast", "mixed_bfloat16")]
 FORMATS = ("keras", "saved_model", "tflite_float32", "tflite_int8")

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
+from benchmarks.workspace import PROJECT, stage_env
 from cifar.core.artifacts import Artifacts
 from cifar.core.codegraph import files_run_by
 from cifar.training.loop import CODE_FILES, run_key
-from tests.conftest import PROJECT
-from tests.helpers import prepare_workspace, stage_env, training_params
+from tests.helpers import prepare_workspace, training_params
 
 TRAIN_FILES = [path.relative_to(PROJECT).as_posix() for path in files_run_by("stages.train")]
 

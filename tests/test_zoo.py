@@ -6,15 +6,16 @@ a stage is its module in stages/, its paths in cifar/core/artifacts.py and its e
 Each counts the files it touched (`git status`), the counts docs/layout.md gives."""
 
 import json
+import re
 import sys
 
 import keras
 import pytest
 import yaml
 
+from benchmarks.workspace import PROJECT, scratch_repository
 from cifar.core.artifacts import Artifacts
 from tests.datagen import write_cifar_archive
-from tests.dvc_repo import make_repo
 from tests.test_pipeline import TINY, ran_stages
 
 TOY_MODULE = '''"""`train.model: toy`: a one-conv network, to show what a model needs."""
@@ -73,11 +74,22 @@ def touched(repo):
     return sorted(line[3:] for line in lines)
 
 
+def documented_count(kind):
+    """How many files docs/layout.md's "Extending" table says adding `kind` touches now."""
+    table = (PROJECT / "docs/layout.md").read_text()
+    (count,) = re.findall(rf"^\| {kind} \| (\d+): ", table, re.M)
+    return int(count)
+
+
+def test_the_layout_guide_counts_the_files_of_each_extension():
+    assert [documented_count(kind) for kind in ("a model", "a param", "a stage")] == [3, 2, 3]
+
+
 @pytest.mark.slow
 def test_a_model_a_param_and_a_stage_each_touch_the_files_layout_md_says(tmp_path):
     archive = tmp_path / "tiny-cifar.tar.gz"
     write_cifar_archive(archive)
-    repo = make_repo(tmp_path / "repo", archive, **TINY)
+    repo = scratch_repository(tmp_path / "repo", archive, **TINY)
     root = repo.path
     (root / "cifar/models/toy.py").write_text(TOY_MODULE)
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -89,7 +101,8 @@ def test_a_model_a_param_and_a_stage_each_touch_the_files_layout_md_says(tmp_pat
     repo.run(sys.executable, "-m", "cifar.core.codegraph", "--update", "dvc.yaml")
     train_deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["train"]["deps"]
     assert "cifar/models/toy.py" in train_deps
-    assert touched(repo) == ["cifar/models/toy.py", "dvc.yaml", "params.yaml"]  # a model: 3 files
+    assert touched(repo) == ["cifar/models/toy.py", "dvc.yaml", "params.yaml"]
+    assert len(touched(repo)) == documented_count("a model")
     repo.commit("a toy model")
 
     # a stage: its module, its path in the table of paths, its entry in dvc.yaml (and the code deps)
@@ -106,7 +119,8 @@ def test_a_model_a_param_and_a_stage_each_touch_the_files_layout_md_says(tmp_pat
     repo.run(sys.executable, "-m", "cifar.core.codegraph", "--update", "dvc.yaml")
     summary_deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["summary"]["deps"]
     assert {"stages/summary.py", "cifar/core/artifacts.py", "cifar/core/atomic.py"} <= set(summary_deps)
-    assert touched(repo) == ["cifar/core/artifacts.py", "dvc.yaml", "stages/summary.py"]  # a stage: 3 files
+    assert touched(repo) == ["cifar/core/artifacts.py", "dvc.yaml", "stages/summary.py"]
+    assert len(touched(repo)) == documented_count("a stage")
     assert repo.run(sys.executable, "-m", "stages.summary", "--help").stdout.startswith(
         "usage: python -m stages.summary"
     )
@@ -141,6 +155,7 @@ def test_a_model_a_param_and_a_stage_each_touch_the_files_layout_md_says(tmp_pat
     toy_file.write_text(toy.replace("keras.layers.Conv2D(4, 3,", 'keras.layers.Conv2D(recipe["filters"], 3,'))
     repo.set_params(toy={"filters": 6})
     assert touched(repo) == ["cifar/models/toy.py", "params.yaml"]
+    assert len(touched(repo)) == documented_count("a param")
     assert ran_stages(repo.dvc("repro", "train").stdout) == ["train"]
     model = keras.models.load_model(Artifacts(root).model, compile=False)
     assert model.get_layer("toy_conv").filters == 6

@@ -45,13 +45,13 @@ def run(source, train_images=8000, test_images=2000, seeds=(42,), only=None, pro
     with tempfile.TemporaryDirectory(prefix="bench-ablation-") as scratch:
         root = Path(scratch)
         params = scratch_workspace(source, root)
-        set_params(root, "preprocess", {"max_train_images": train_images, "max_test_images": test_images})
+        set_params(root, preprocess={"max_train_images": train_images, "max_test_images": test_images})
         for stage in ("fetch", "preprocess"):
             run_stage(stage, root)
         for name, off in chosen.items():
             for seed in seeds:
-                set_params(root, "train", {"model": "fast", "seed": seed})
-                set_params(root, "fast", {**params["fast"], **off})
+                set_params(root, train={"model": "fast", "seed": seed})
+                set_params(root, fast={**params["fast"], **off})
                 train_s, _ = run_stage("train", root)
                 run_stage("evaluate", root)
                 metrics = json.loads(Artifacts(root).metrics.read_text())

@@ -33,8 +33,8 @@ RECIPES = {"defaults": {"seed_cnn": {}, "fast": {}}, "quick": QUICK}
 def trained_and_evaluated(root, model, recipe, seed, held_out, progress=print):
     """Train `model` (the workspace's recipe updated by `recipe`) holding `held_out` images out,
     then evaluate: the numbers of one side of a pair."""
-    set_params(root, "train", {"model": model, "seed": seed})
-    set_params(root, model, {**recipe, "calibration_images": held_out})
+    set_params(root, train={"model": model, "seed": seed})
+    set_params(root, **{model: {**recipe, "calibration_images": held_out}})
     progress(f"{model}, seed {seed}, {held_out} images held out: train ...")
     train_s, _ = run_stage("train", root, show_output=True)
     run_stage("evaluate", root)
@@ -69,7 +69,7 @@ def run(source, models, held_out, seeds, recipe="defaults", overrides=(), progre
         root = Path(scratch)
         scratch_workspace(source, root)
         for section, name, value in overrides:
-            set_params(root, section, {name: value})
+            set_params(root, **{section: {name: value}})
         run_stage("fetch", root)
         run_stage("preprocess", root)
         for model in models:

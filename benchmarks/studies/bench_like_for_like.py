@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from benchmarks.workspace import PROJECT, run_stage, set_params, stage_env, timed, write_params
+from benchmarks.workspace import PROJECT, run_stage, set_params, stage_env, timed
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import describe_cpu
 
@@ -66,15 +65,15 @@ def run_ours(data, seed, scratch, values=AIRBENCH_VALUES):
     """Train and evaluate the fast model at `values` on `data`: accuracy with TTA 2 and without, wall s."""
     root = scratch / f"ours-{seed}"
     shutil.copytree(data, Artifacts(root).prepared_dir)
-    write_params(root, yaml.safe_load((PROJECT / "params.yaml").read_text()))
-    set_params(root, "train", {"model": "fast", "precision": "float32", "seed": seed})
-    set_params(root, "fast", values)
+    shutil.copyfile(PROJECT / "params.yaml", root / "params.yaml")
+    set_params(root, train={"model": "fast", "precision": "float32", "seed": seed})
+    set_params(root, fast=values)
     started = time.perf_counter()
     run_stage("train", root, show_output=True)
     trained = time.perf_counter() - started
     accuracies = {}
     for level in (2, 0):
-        set_params(root, "tta", {"fast": level})
+        set_params(root, tta={"fast": level})
         run_stage("evaluate", root)
         accuracies[level] = json.loads(Artifacts(root).metrics.read_text())["accuracy"]
     return {"accuracy_tta": accuracies[2], "accuracy": accuracies[0], "train_s": round(trained, 1)}

@@ -26,12 +26,12 @@ def run(source, max_train_images=None, max_test_images=None, epochs=None, progre
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         scratch_workspace(source, root)
-        set_params(root, "preprocess", {"max_train_images": max_train_images, "max_test_images": max_test_images})
+        set_params(root, preprocess={"max_train_images": max_train_images, "max_test_images": max_test_images})
         run_stage("fetch", root)
         run_stage("preprocess", root)
         for policy in PRECISIONS:
-            set_params(root, "train", {"precision": policy})
-            set_params(root, "seed_cnn", {"epochs": epochs} if epochs else {})
+            set_params(root, train={"precision": policy})
+            set_params(root, seed_cnn={"epochs": epochs} if epochs else {})
             progress(f"training in {policy} ...")
             train_s, _ = run_stage("train", root, show_output=True)
             run_stage("evaluate", root)
