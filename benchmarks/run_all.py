@@ -3,7 +3,7 @@
     python -m benchmarks.run_all --source path/to/cifar-10-python.tar.gz [--repeats 3] [--seeds 42 43]
         [--json benchmarks/results/all.json]
 
-It copies the project (its committed files) into a scratch git + DVC repository whose
+It copies the pipeline's files into a scratch git + DVC repository whose
 fetch.source is `--source`, runs the whole default pipeline there with `dvc repro`,
 and then pairs each figure with a baseline measured in the same run on this machine.
 Within a row the sides take turns (A B A B ..., `--repeats` rounds, 3 by default); the

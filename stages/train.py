@@ -4,6 +4,8 @@ Reads the prepared arrays, params.yaml's `train` section (model, precision, stra
 chosen model's recipe, the section named like it (`seed_cnn`: the tutorial's Adamax with its
 exponential decay; `fast`: Nesterov SGD, by default airbench's triangular rate (up over the first
 epochs, then down), label smoothing, airbench's lookahead, optionally an average of the weights).
+With `calibration_images` > 0, that many training images are held out and a temperature fitted on
+them at the end, which the saved model applies to its class scores (cifar/calibration).
 Killed at any moment, the next run resumes from the last completed epoch and ends with the same
 weights.
 Writes models/model.keras, models/classes.json, models/input.json (how the training pictures

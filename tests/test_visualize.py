@@ -3,6 +3,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import yaml
 
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
@@ -14,7 +15,6 @@ from cifar.visualization import gradient_ascent
 from cifar.visualization.gradient_ascent import activation_record as layer_record
 from stages.visualize import visualize
 from tests.datagen import CLASSES
-from tests.helpers import prepare_workspace, train_in_workspace
 
 
 def tiny_conv_model(dead_filters=2, live_filters=3):
@@ -179,9 +179,9 @@ def own_target(model, output, images):
     return values[np.arange(len(images)), np.arange(len(images))]
 
 
-def test_the_stage_s_stimuli_raise_their_filters_as_the_model_itself_recomputes(tmp_path):
-    params = prepare_workspace(tmp_path, precision="float32", epochs=1)  # compares two runs
-    train_in_workspace(tmp_path)
+def test_the_stage_s_stimuli_raise_their_filters_as_the_model_itself_recomputes(trained_workspace):
+    tmp_path = trained_workspace("seed_cnn")  # float32: the test compares two runs
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     settings = {**params["visualize"], "iterations": 5}
     artifacts = Artifacts(tmp_path)
     record = visualize(settings, artifacts, progress=lambda m: None)
