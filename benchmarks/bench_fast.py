@@ -3,7 +3,7 @@
     python -m benchmarks.bench_fast --source path/to/cifar-10-python.tar.gz [--set fast.epochs=10 ...]
         [--json benchmarks/results/fast.json]
 
-In a scratch git + DVC repository holding the committed project, with train.model
+In a scratch git + DVC repository holding the pipeline's files, with train.model
 set to fast (and any --set overrides), it runs `dvc repro` one stage at a time and
 reports each stage's wall time, the total, the test accuracy and the fast model's
 seconds per epoch. Then, on the same prepared data and machine, it trains the
@@ -76,6 +76,7 @@ def run(source, overrides=(), smoke=False, progress=print):
         "stage_s": stage_s,
         "total_s": round(sum(stage_s.values()), 1),
         "test_accuracy": metrics["accuracy"],
+        "test_ece": metrics["ece"],  # with the temperature, where calibration_images > 0
         "tta_level": params["tta"]["fast"],
         "test_accuracy_without_tta": round(last_epoch["eval"]["accuracy"], 4),
         "fast_epoch_s": fast_epochs,

@@ -25,4 +25,28 @@ QUICK = {"seed_cnn": QUICK_RECIPE, "fast": FAST_QUICK}
 # airbench94's own values in our fast recipe's terms (docs/fast-model.md): the speed anchor trains both at these.
 AIRBENCH_RECIPE = {"widths": [64, 256, 256], "batch_size": 1024, "learning_rate": 1.5}
 
+# airbench94_muon.py's values (cifar10-airbench at commit 096d14d: its main(), Muon and CifarNet) in our
+# fast recipe's terms; docs/fast-model.md gives them as a `dvc exp run` line.
+AIRBENCH_MUON_RECIPE = {
+    "optimizer": "muon",
+    "batch_size": 2000,
+    "epochs": 8,  # total_train_steps = ceil(8 * len(train_loader)): 8 x 25
+    "filter_lr": 0.24,  # Muon(filter_params, lr=0.24, momentum=0.6, nesterov=True)
+    "filter_momentum": 0.6,
+    "newton_schulz_steps": 3,  # zeropower_via_newtonschulz5(G, steps=3)
+    "bias_lr": 0.053,
+    "head_lr": 0.67,
+    "momentum": 0.85,  # SGD(param_configs, momentum=0.85, nesterov=True)
+    "muon_weight_decay": 2e-6,  # wd = 2e-6 * batch_size
+    "label_smoothing": 0.2,
+    "whiten_bias_epochs": 3,  # whiten_bias_train_steps = ceil(3 * len(train_loader))
+    "schedule": "linear",  # group["lr"] = group["initial_lr"] * (1 - step / total_train_steps)
+    "widths": [64, 256, 256],
+    "output_scale": 0.00390625,  # `self.head(x) / x.size(-1)`, 256 inputs
+    "head_unit_std": True,  # reset(): `w *= 1 / w.std()`
+    "lookahead_every": 0,  # none
+    "ema_momentum": None,
+    "calibration_images": 0,  # it trains on every image
+}
+
 SEEDS = (42, 43)  # train.seed: params.yaml's, and one more; the target must be reached from both

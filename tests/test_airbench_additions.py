@@ -137,8 +137,10 @@ def test_recipe_asks_for_its_callbacks(recipe):
     assert model_definition("seed_cnn").callbacks(tutorial, 7) == []  # per-step schedule: none
 
 
-def test_killed_run_with_every_addition_resumes_exactly(tmp_path):
-    """Lookahead's average, the frozen bias and the flips' phase all come back from a checkpoint."""
+@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
+def test_killed_run_with_every_addition_resumes_exactly(tmp_path, optimizer):
+    """Lookahead's average, the frozen bias and the flips' phase all come back from a checkpoint; with
+    Muon, its momentum buffers and the groups' rates too."""
     additions = {
         **TINY_FAST,
         "flip": "alternating",
@@ -148,6 +150,8 @@ def test_killed_run_with_every_addition_resumes_exactly(tmp_path):
         "lookahead_every": 2,
         "lookahead_start_epoch": 1,
     }
+    if optimizer == "muon":  # airbench94_muon's: no lookahead, the linear decay
+        additions.update(optimizer="muon", schedule="linear", lookahead_every=0, head_unit_std=True)
     prepare_workspace(tmp_path / "whole", precision="float32", train_images=64, test_images=20, model="fast")
     set_params(tmp_path / "whole", fast=additions)
 

@@ -240,6 +240,27 @@ def test_holdout_cost_trains_each_model_with_every_image_and_with_some_held_out(
         assert row["cost"]["accuracy"]["mean"] == pytest.approx(held_minus_all, abs=1e-4)
 
 
+@pytest.mark.slow
+def test_the_fast_pipeline_benchmark_runs_every_stage_of_a_muon_trained_model(tmp_path):
+    """bench_fast end to end on a tiny dataset with airbench94_muon's optimizer: every stage of dvc.yaml
+    (its temperature, evaluate's Grad-CAM, robustness, the exports, the stimuli) on a Muon-trained model,
+    each stage timed, the figures the scratch repository's own."""
+    from benchmarks.workspace import pipeline_stages
+
+    source = tmp_path / "images.tar"
+    write_image_folder_archive(source, train=300, test=100)  # the smoke run's subset sizes
+    out = tmp_path / "fast.json"
+    muon = ["fast.optimizer=muon", "fast.schedule=linear", "fast.lookahead_every=0", "fast.head_unit_std=true"]
+    settings = [arg for setting in ["train.precision=float32", *muon] for arg in ("--set", setting)]
+    run_benchmark("bench_fast", "--source", source, "--smoke", "--json", out, *settings)
+    result = json.loads(out.read_text())
+    assert result["fast_params"]["optimizer"] == "muon" and result["fast_params"]["schedule"] == "linear"
+    assert list(result["stage_s"]) == pipeline_stages() and all(s > 0 for s in result["stage_s"].values())
+    assert result["total_s"] == pytest.approx(sum(result["stage_s"].values()), abs=0.2)
+    assert 0 <= result["test_accuracy"] <= 1 and 0 <= result["test_ece"] <= 1
+    assert len(result["fast_epoch_s"]) == result["fast_params"]["epochs"]
+
+
 def test_predict_folder_benchmark_smoke(tmp_path):
     """Both sides classify every generated photo (the benchmark checks each side's row count), and its table's
     figures are its samples'."""

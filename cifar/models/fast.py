@@ -23,6 +23,7 @@ from cifar.training import schedules
 from cifar.training.callbacks import FreezeAfter
 from cifar.training.lookahead import Lookahead
 from cifar.training.loop import RECIPE_RULES
+from cifar.training.muon import AirbenchMuon
 
 RECIPE = {
     **RECIPE_RULES,
@@ -44,7 +45,15 @@ RECIPE = {
     "translate": Rule((int,), "an integer from 0 to 8 (pixels; 0 = off)", minimum=0, maximum=8),
     "drop_last_batch": boolean(),
     "init": choice("airbench", "keras"),
-    "schedule": choice("triangle", "cosine"),
+    "schedule": choice("triangle", "cosine", "linear"),
+    "optimizer": choice("sgd", "muon"),
+    "filter_lr": positive_number(),
+    "filter_momentum": Rule((int, float), "a number from 0 to less than 1", minimum=0, maximum=0.999),
+    "newton_schulz_steps": positive_int("an integer from 1 to 10", maximum=10),
+    "bias_lr": positive_number(),
+    "head_lr": positive_number(),
+    "muon_weight_decay": Rule((int, float), "a number >= 0", minimum=0),
+    "head_unit_std": boolean(),
     "initial_lr_fraction": fraction(),
     "whiten_bias_epochs": Rule((int,), "null (always trained) or an integer >= 0", nullable=True, minimum=0),
     "lookahead_every": non_negative_int("an integer >= 0 (steps; 0 = off)"),
@@ -140,6 +149,12 @@ def batchnorm(recipe, name, sync_batchnorm=False):
     )
 
 
+def bias_scale(recipe):
+    """ScaledBias's factor: sqrt(bias_lr_scale) makes plain SGD's rate bias_lr_scale times larger for the
+    BatchNorm biases (airbench94's bias group); Muon's optimizer gives them their own rate instead."""
+    return recipe["bias_lr_scale"] ** 0.5 if recipe["optimizer"] == "sgd" else 1.0
+
+
 def conv_bn_gelu(x, filters, recipe, name, pool=False, sync_batchnorm=False):
     """conv 3x3 (no bias), optional 2x2 max-pool, BatchNorm without scale, scaled bias, GELU."""
     conv = layers.Conv2D(
@@ -151,7 +166,7 @@ def conv_bn_gelu(x, filters, recipe, name, pool=False, sync_batchnorm=False):
     if pool:
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     x = batchnorm(recipe, f"{name}_bn", sync_batchnorm)(x)
-    x = ScaledBias(recipe["bias_lr_scale"] ** 0.5, name=f"{name}_bias")(x)
+    x = ScaledBias(bias_scale(recipe), name=f"{name}_bias")(x)
     return layers.Activation("gelu", name=f"{name}_gelu")(x)
 
 
@@ -188,8 +203,11 @@ def build(num_classes, recipe, train_images=None, seed=0, replicas=1):
     # airbench's nn.MaxPool2d(3): the last map is 3x3 (the whitening conv, unpadded, leaves 31x31),
     # so its one window is the whole map
     x = layers.GlobalMaxPooling2D(name="pool")(x)
-    x = layers.Dense(num_classes, use_bias=False, kernel_initializer=kernel_initializer(recipe), name="dense")(x)
-    x = layers.Rescaling(recipe["output_scale"], name="scale")(x)
+    head = layers.Dense(num_classes, use_bias=False, kernel_initializer=kernel_initializer(recipe), name="dense")
+    x = layers.Rescaling(recipe["output_scale"], name="scale")(head(x))
+    if recipe["head_unit_std"]:  # airbench94_muon's reset: `w *= 1 / w.std()`
+        (kernel,) = head.get_weights()
+        head.set_weights([kernel / kernel.std()])
     outputs = layers.Activation("softmax", dtype="float32", name="softmax")(x)
     return keras.Model(inputs, outputs, name="fast")
 
@@ -198,19 +216,38 @@ def build(num_classes, recipe, train_images=None, seed=0, replicas=1):
 
 
 def learning_rate(recipe, steps_per_epoch):
-    """airbench's triangle (linear up from `initial_lr_fraction`, linear down), or warm-up from 0 then cosine."""
-    if recipe["schedule"] == "cosine":
-        return schedules.recipe_warmup_cosine(recipe, steps_per_epoch, recipe["final_lr_fraction"])
-    peak = round(recipe["warmup_epochs"] * steps_per_epoch)
+    """airbench's triangle (linear up from `initial_lr_fraction`, linear down), warm-up from 0 then cosine,
+    or airbench94_muon's linear decay to 0. For Muon, the fraction of each group's initial rate (peak 1)."""
+    peak_rate = recipe["learning_rate"] if recipe["optimizer"] == "sgd" else 1.0
     total = recipe["epochs"] * steps_per_epoch
-    return schedules.Triangle(
-        recipe["learning_rate"], peak, total, recipe["initial_lr_fraction"], recipe["final_lr_fraction"]
-    )
+    if recipe["schedule"] == "linear":
+        return keras.optimizers.schedules.PolynomialDecay(peak_rate, total, end_learning_rate=0.0)
+    if recipe["schedule"] == "cosine":
+        return schedules.recipe_warmup_cosine(
+            {**recipe, "learning_rate": peak_rate}, steps_per_epoch, recipe["final_lr_fraction"]
+        )
+    peak = round(recipe["warmup_epochs"] * steps_per_epoch)
+    return schedules.Triangle(peak_rate, peak, total, recipe["initial_lr_fraction"], recipe["final_lr_fraction"])
 
 
 def optimizer(recipe, steps_per_epoch):
     """Nesterov SGD on the recipe's schedule, with decoupled weight decay, and optionally a moving average
-    of the weights."""
+    of the weights; or airbench94_muon's Muon for the filters and Nesterov SGD groups for the rest
+    (cifar/training/muon.py), on the summed loss's gradients."""
+    if recipe["optimizer"] == "muon":
+        return AirbenchMuon(
+            learning_rate(recipe, steps_per_epoch),
+            filter_lr=recipe["filter_lr"],
+            filter_momentum=recipe["filter_momentum"],
+            newton_schulz_steps=recipe["newton_schulz_steps"],
+            bias_lr=recipe["bias_lr"],
+            head_lr=recipe["head_lr"],
+            momentum=recipe["momentum"],
+            weight_decay=recipe["muon_weight_decay"] * recipe["batch_size"],
+            gradient_scale=recipe["batch_size"],  # airbench sums the loss over the (global) batch
+            # the whitening bias's rate falls to 0 over its epochs (null: over the whole run, as the others')
+            whiten_bias_steps=(recipe["whiten_bias_epochs"] or recipe["epochs"]) * steps_per_epoch,
+        )
     ema = recipe["ema_momentum"]
     return keras.optimizers.SGD(
         learning_rate(recipe, steps_per_epoch),

@@ -1,0 +1,151 @@
+"""airbench94_muon's optimizers as one Keras optimizer (cifar10-airbench at commit 096d14d).
+
+airbench94_muon trains with two PyTorch optimizers stepped together:
+- `Muon` for the conv filters (every trainable 4-D tensor): Nesterov momentum on the raw gradient
+  (buf = momentum * buf + g; g + momentum * buf), each filter tensor first rescaled to norm
+  sqrt(out-channels), then the update orthogonalised by `zeropower_via_newtonschulz5` (3 quintic
+  Newton-Schulz steps in bfloat16, on the gradient as an (out-channels x rest) matrix) and
+  subtracted at Muon's rate; no weight decay.
+- Nesterov SGD (PyTorch's: weight decay added to the gradient before the momentum) for three groups:
+  the whitening bias and the BatchNorm biases at `bias_lr`, the head at `head_lr`, each group's
+  weight decay `weight_decay / its rate` (so that rate x decay is the same for all).
+Every rate falls linearly from its initial value to 0 over the run (no warm-up); the whitening
+bias's over its own steps, after which it is frozen (cifar.training.callbacks.FreezeAfter).
+airbench sums the loss over the batch; here the loss stays the batch mean (logs comparable with every
+other recipe, and the same under a distribution strategy) and the gradients are multiplied by the
+global batch size (`gradient_scale`) before this step: the same update.
+
+Keras's own keras.optimizers.Muon differs (2-D variables only, so conv kernels would go to its AdamW;
+5 Newton-Schulz steps by default; decoupled weight decay; a Moonlight rate adjustment; no weight
+normalisation), hence this class. Which group a variable is in is read from its layer's name.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+# zeropower_via_newtonschulz5's quintic coefficients, chosen to maximise the slope at zero
+NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
+
+
+def bfloat16(x):
+    """A float32 result rounded to bfloat16 (to nearest even), kept as float32."""
+    return tf.cast(tf.cast(x, tf.bfloat16), tf.float32)
+
+
+def newton_schulz(matrix, steps, eps=1e-7):
+    """airbench's `zeropower_via_newtonschulz5`: the 2-D `matrix` nearly orthogonalised (US'V^T with S'
+    roughly in 0.5-1.5, for USV^T its SVD), in bfloat16 as there: every op's result rounded to bfloat16,
+    each matmul summed in float32 as PyTorch's bfloat16 matmul does. Computed in float32 with that
+    rounding, so every CPU gets the same numbers, fast, with or without bfloat16 units. Returns float32."""
+    a, b, c = NEWTON_SCHULZ
+    x = bfloat16(matrix)
+    x = bfloat16(x / bfloat16(bfloat16(tf.norm(x)) + eps))  # top singular value <= 1
+    tall = matrix.shape[0] > matrix.shape[1]
+    if tall:
+        x = tf.transpose(x)
+    for _ in range(steps):
+        gram = bfloat16(x @ tf.transpose(x))
+        # airbench's `b * A + c * A @ A`, which Python reads as b * A + (c * A) @ A
+        polynomial = bfloat16(bfloat16(b * gram) + bfloat16(bfloat16(c * gram) @ gram))
+        x = bfloat16(bfloat16(a * x) + bfloat16(polynomial @ x))
+    return tf.transpose(x) if tall else x
+
+
+def orthogonalised_update(gradient, steps):
+    """A Keras conv kernel's (kh, kw, in, out) update, orthogonalised as airbench's PyTorch (out, in, kh, kw)
+    one: as an out-channels x (kh * kw * in) matrix (the order of the columns does not change the result)."""
+    shape = gradient.shape
+    rows = tf.transpose(tf.reshape(gradient, (-1, shape[-1])))
+    return tf.reshape(tf.transpose(tf.cast(newton_schulz(tf.cast(rows, tf.float32), steps), gradient.dtype)), shape)
+
+
+@keras.saving.register_keras_serializable(package="cifar")
+class AirbenchMuon(keras.optimizers.Optimizer):
+    """`learning_rate`: the fraction of every group's initial rate (the linear decay from 1 to 0);
+    `whiten_bias_steps`: the steps over which the whitening bias's rate falls to 0 instead."""
+
+    def __init__(
+        self,
+        learning_rate,
+        filter_lr,
+        filter_momentum,
+        newton_schulz_steps,
+        bias_lr,
+        head_lr,
+        momentum,
+        weight_decay,
+        gradient_scale,
+        whiten_bias_steps,
+        head_layer="dense",
+        whiten_bias_layer="whiten_bias",
+        name="airbench_muon",
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.filter_lr, self.filter_momentum = float(filter_lr), float(filter_momentum)
+        self.newton_schulz_steps = int(newton_schulz_steps)
+        self.bias_lr, self.head_lr, self.momentum = float(bias_lr), float(head_lr), float(momentum)
+        self.decay = float(weight_decay)  # not Keras's `weight_decay`, which is decoupled
+        self.gradient_scale, self.whiten_bias_steps = float(gradient_scale), int(whiten_bias_steps)
+        self.head_layer, self.whiten_bias_layer = head_layer, whiten_bias_layer
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.momentums = [self.add_variable_from_reference(variable, "momentum") for variable in variables]
+        self.groups = [self.group_of(variable) for variable in variables]
+
+    def group_of(self, variable):
+        """airbench's parameter groups: filter_params (every trainable 4-D tensor), the whitening bias,
+        the head, and the rest (the BatchNorm biases)."""
+        if len(variable.shape) == 4:
+            return "filters"
+        layer = variable.path.split("/")[0]
+        return {self.head_layer: "head", self.whiten_bias_layer: "whiten_bias"}.get(layer, "norm_biases")
+
+    def group_rate(self, group, fraction):
+        """(the SGD rate at this step, the initial one) of a group that is not the filters."""
+        if group == "head":
+            return self.head_lr * fraction, self.head_lr
+        if group == "whiten_bias":
+            done = ops.cast(self.iterations, "float32") / max(self.whiten_bias_steps, 1)
+            return self.bias_lr * ops.maximum(1.0 - done, 0.0), self.bias_lr
+        return self.bias_lr * fraction, self.bias_lr
+
+    def update_step(self, gradient, variable, learning_rate):
+        fraction = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype) * self.gradient_scale
+        index = self._get_variable_index(variable)
+        buffer = self.momentums[index]
+        if self.groups[index] == "filters":  # Muon.step
+            self.assign(buffer, self.filter_momentum * buffer + gradient)
+            nesterov = gradient + self.filter_momentum * buffer
+            out_channels = variable.shape[-1]
+            self.assign(variable, variable * (out_channels**0.5 / ops.sqrt(ops.sum(ops.square(variable)))))
+            update = orthogonalised_update(nesterov, self.newton_schulz_steps)
+            self.assign_sub(variable, self.filter_lr * fraction * update)
+            return
+        rate, initial = self.group_rate(self.groups[index], fraction)
+        # PyTorch's SGD: the decay (weight_decay / the group's initial rate) joins the gradient
+        gradient = gradient + (self.decay / initial) * variable
+        self.assign(buffer, self.momentum * buffer + gradient)
+        self.assign_sub(variable, rate * (gradient + self.momentum * buffer))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filter_lr=self.filter_lr,
+            filter_momentum=self.filter_momentum,
+            newton_schulz_steps=self.newton_schulz_steps,
+            bias_lr=self.bias_lr,
+            head_lr=self.head_lr,
+            momentum=self.momentum,
+            weight_decay=self.decay,
+            gradient_scale=self.gradient_scale,
+            whiten_bias_steps=self.whiten_bias_steps,
+            head_layer=self.head_layer,
+            whiten_bias_layer=self.whiten_bias_layer,
+        )
+        return config
