@@ -25,10 +25,12 @@ from cifar.training.lookahead import Lookahead
 from cifar.training.loop import RECIPE_RULES
 from cifar.training.muon import AirbenchMuon
 
+MOMENTUM = Rule((int, float), "a number from 0 to less than 1", minimum=0, maximum=0.999)
+
 RECIPE = {
     **RECIPE_RULES,
     "final_lr_fraction": fraction(),
-    "momentum": Rule((int, float), "a number from 0 to less than 1", minimum=0, maximum=0.999),
+    "momentum": MOMENTUM,
     "nesterov": boolean(),
     "weight_decay": Rule((int, float), "a number >= 0", minimum=0),
     "label_smoothing": fraction("a number from 0 to 1 (0 = off)"),
@@ -48,7 +50,7 @@ RECIPE = {
     "schedule": choice("triangle", "cosine", "linear"),
     "optimizer": choice("sgd", "muon"),
     "filter_lr": positive_number(),
-    "filter_momentum": Rule((int, float), "a number from 0 to less than 1", minimum=0, maximum=0.999),
+    "filter_momentum": MOMENTUM,
     "newton_schulz_steps": positive_int("an integer from 1 to 10", maximum=10),
     "bias_lr": positive_number(),
     "head_lr": positive_number(),
@@ -246,7 +248,10 @@ def optimizer(recipe, steps_per_epoch):
             weight_decay=recipe["muon_weight_decay"] * recipe["batch_size"],
             gradient_scale=recipe["batch_size"],  # airbench sums the loss over the (global) batch
             # the whitening bias's rate falls to 0 over its epochs (null: over the whole run, as the others')
-            whiten_bias_steps=(recipe["whiten_bias_epochs"] or recipe["epochs"]) * steps_per_epoch,
+            whiten_bias_steps=(
+                recipe["epochs"] if recipe["whiten_bias_epochs"] is None else recipe["whiten_bias_epochs"]
+            )
+            * steps_per_epoch,
         )
     ema = recipe["ema_momentum"]
     return keras.optimizers.SGD(
