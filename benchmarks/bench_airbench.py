@@ -1,14 +1,17 @@
-"""airbench94's own reference code (PyTorch) on this project's prepared data, on this machine's CPU.
+"""airbench's own reference code (PyTorch) on this project's prepared data, on this machine's CPU.
 
     python -m benchmarks.bench_airbench [--data data/prepared] [--reference path/to/airbench94.py]
         [--json out.json]                    # the peer's accuracy on our data, its 9.9 epochs
-    python -m benchmarks.bench_airbench --anchor [--repeats 3]   # its img/s against our fast model's
+    python -m benchmarks.bench_airbench --peer airbench94_muon [--widths 64 256 256] [--seed 0]
+        [--reference path/to/airbench94_muon.py]     # its newest record: Muon, 8 epochs at batch 2,000
+    python -m benchmarks.bench_airbench --anchor [--repeats 3]   # airbench94's img/s against our fast model's
 
-The fast model (`train.model: fast`) is a Keras port of airbench94. To know what accuracy the data
-allows at that recipe, and how fast the peer trains here, this runs the peer itself: the file
-airbench94.py of Keller Jordan's cifar10-airbench at a pinned commit (downloaded once through the
-Keras cache and checked by SHA-256, or given with --reference), with only the changes a CPU needs
-(DEVICE_CHANGES below, each required to match), on the train/test arrays that `preprocess` wrote.
+The fast model (`train.model: fast`) is a Keras port of airbench94, and with `fast.optimizer: muon`
+of airbench94_muon. To know what accuracy the data allows at those recipes, and how fast the peer
+trains here, this runs the peer itself: the file airbench94.py or airbench94_muon.py of Keller
+Jordan's cifar10-airbench at a pinned commit (downloaded once through the Keras cache and checked by
+SHA-256, or given with --reference), with only the changes a CPU needs (each Peer's device_changes
+below, each required to match), on the train/test arrays that `preprocess` wrote.
 Its precision follows `train.precision: auto`: bfloat16 where the CPU has bfloat16 units (the
 reference's float16 on a GPU), float32 elsewhere.
 
@@ -30,6 +33,7 @@ import tempfile
 import time
 import types
 from contextlib import redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,71 +42,67 @@ from benchmarks.interleave import MIN_REPEATS, interleaved, ratio
 from benchmarks.recipes import AIRBENCH_RECIPE
 
 PROJECT = Path(__file__).resolve().parents[1]
-COMMIT = "01a2367af6ab0586cfaedced4b63c53807d3643c"
-REFERENCE_URL = f"https://raw.githubusercontent.com/KellerJordan/cifar10-airbench/{COMMIT}/airbench94.py"
-REFERENCE_SHA256 = "3491d724b70d4879bcefa8af967a45c83e9ab6c92bec947e4230fcce436b0633"
-REFERENCE_NAME = f"airbench94-{COMMIT[:7]}.py"
+REPOSITORY = "https://raw.githubusercontent.com/KellerJordan/cifar10-airbench"
 
-# (text in airbench94.py, its replacement, how many times it occurs, why). Nothing else is changed.
-DEVICE_CHANGES = (
-    ("map_location=torch.device(gpu)", "map_location=DEVICE", 1, "the data stays on the CPU"),
-    (".half()", ".to(DTYPE)", 2, "float16 is a GPU's; bfloat16 or float32 on a CPU"),
-    (".cuda()", ".to(DEVICE)", 1, "the network stays on the CPU"),
-    ("(torch.half, torch.float)", "(torch.half, torch.bfloat16, torch.float)", 1, "lookahead on bfloat16 weights"),
-    ("torch.cuda.Event(enable_timing=True)", "CpuEvent()", 2, "a wall clock for CUDA's event timer"),
-    ("torch.cuda.synchronize()", "pass", 3, "CPU work is synchronous"),
+
+@dataclass(frozen=True)
+class Peer:
+    """One of cifar10-airbench's record files, pinned: its commit, its SHA-256 and the only changes a
+    CPU needs, each (text in the file, its replacement, how many times it occurs, why)."""
+
+    name: str
+    commit: str
+    sha256: str
+    device_changes: tuple
+
+    @property
+    def url(self):
+        return f"{REPOSITORY}/{self.commit}/{self.name}.py"
+
+    @property
+    def filename(self):  # in the Keras cache
+        return f"{self.name}-{self.commit[:7]}.py"
+
+
+AIRBENCH94 = Peer(
+    "airbench94",
+    "01a2367af6ab0586cfaedced4b63c53807d3643c",
+    "3491d724b70d4879bcefa8af967a45c83e9ab6c92bec947e4230fcce436b0633",
+    (
+        ("map_location=torch.device(gpu)", "map_location=DEVICE", 1, "the data stays on the CPU"),
+        (".half()", ".to(DTYPE)", 2, "float16 is a GPU's; bfloat16 or float32 on a CPU"),
+        (".cuda()", ".to(DEVICE)", 1, "the network stays on the CPU"),
+        ("(torch.half, torch.float)", "(torch.half, torch.bfloat16, torch.float)", 1, "lookahead on bfloat16 weights"),
+        ("torch.cuda.Event(enable_timing=True)", "CpuEvent()", 2, "a wall clock for CUDA's event timer"),
+        ("torch.cuda.synchronize()", "pass", 3, "CPU work is synchronous"),
+    ),
 )
+# Its newest record: Muon for the filters, 8 epochs at batch 2,000. Its batch, epochs and rates are
+# constants of main(); only the widths (a dict in CifarNet) are opened, so that a CPU can run it smaller.
+AIRBENCH94_MUON = Peer(
+    "airbench94_muon",
+    "096d14d9aa92dcc837ab4f1f288dffea2bbe41b7",
+    "704e29251a5207d8aed8a35adf13f772ff386b90a712aaddc2a28854385b536e",
+    (
+        ('map_location=torch.device("cuda")', "map_location=DEVICE", 1, "the data stays on the CPU"),
+        (".half()", ".to(DTYPE)", 2, "float16 is a GPU's; bfloat16 or float32 on a CPU"),
+        ("torch.cuda.Event(enable_timing=True)", "CpuEvent()", 2, "a wall clock for CUDA's event timer"),
+        ("torch.cuda.synchronize()", "pass", 1, "CPU work is synchronous"),
+        # Eager PyTorch rounds every bfloat16 operation of the Newton-Schulz steps, as our port does;
+        # torch.compile would also need a C++ toolchain and minutes of compiling on 2 cores.
+        ("@torch.compile\n", "", 1, "eager Newton-Schulz: no compiler on a CPU"),
+        ("widths = dict(block1=64, block2=256, block3=256)", "widths = WIDTHS", 1, "the widths of the comparison"),
+    ),
+)
+PEERS = {peer.name: peer for peer in (AIRBENCH94, AIRBENCH94_MUON)}
 
 
 class ReferenceFileError(Exception):
     """The reference file is missing, altered, or no longer matches a device change."""
 
 
-def torch_available():
-    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("torchvision") is not None
-
-
-def cached_reference():
-    """The reference file in the Keras cache, or None: what a run without network can use."""
-    path = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / REFERENCE_NAME
-    return path if path.is_file() else None
-
-
-def download_reference():
-    """The pinned file through the Keras cache (downloaded once, checked by SHA-256); its path."""
-    import keras
-
-    return keras.utils.get_file(REFERENCE_NAME, REFERENCE_URL, file_hash=REFERENCE_SHA256, hash_algorithm="sha256")
-
-
-def reference_path(path=None):
-    """`path`, or the cached file, or one downloaded by a child process (Keras loads TensorFlow, which
-    must not share a process with PyTorch)."""
-    if path is not None:
-        return Path(path)
-    command = [sys.executable, "-m", "benchmarks.bench_airbench", "--part", "download"]
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ReferenceFileError(f"cannot download {REFERENCE_URL}: {result.stderr.strip().splitlines()[-1:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
-def reference_source(path=None):
-    """airbench94.py's text: from `path`, else from the Keras cache (downloading it once); checked by SHA-256."""
-    path = reference_path(path)
-    data = Path(path).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != REFERENCE_SHA256:
-        raise ReferenceFileError(
-            f"--reference {path}: SHA-256 {digest} is not airbench94.py at commit {COMMIT[:7]} "
-            f"({REFERENCE_SHA256}); download {REFERENCE_URL}"
-        )
-    return data.decode()
-
-
-def apply_device_changes(source):
-    for old, new, count, why in DEVICE_CHANGES:
+def apply_device_changes(source, peer=AIRBENCH94):
+    for old, new, count, why in peer.device_changes:
         found = source.count(old)
         if found != count:
             raise ReferenceFileError(f"device change for {why}: {old!r} occurs {found} times, expected {count}")
@@ -123,6 +123,49 @@ class CpuEvent:
         return CpuEvent.intervals_ms[-1]
 
 
+def torch_available():
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("torchvision") is not None
+
+
+def cached_reference(peer=AIRBENCH94):
+    """The reference file in the Keras cache, or None: what a run without network can use."""
+    path = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / peer.filename
+    return path if path.is_file() else None
+
+
+def download_reference(peer=AIRBENCH94):
+    """The pinned file through the Keras cache (downloaded once, checked by SHA-256); its path."""
+    import keras
+
+    return keras.utils.get_file(peer.filename, peer.url, file_hash=peer.sha256, hash_algorithm="sha256")
+
+
+def reference_path(path=None, peer=AIRBENCH94):
+    """`path`, or the cached file, or one downloaded by a child process (Keras loads TensorFlow, which
+    must not share a process with PyTorch)."""
+    if path is not None:
+        return Path(path)
+    command = [sys.executable, "-m", "benchmarks.bench_airbench", "--part", "download", "--peer", peer.name]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ReferenceFileError(f"cannot download {peer.url}: {result.stderr.strip().splitlines()[-1:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def reference_source(path=None, peer=AIRBENCH94):
+    """The peer's file's text: from `path`, else from the Keras cache (downloading it once); checked by SHA-256."""
+    path = reference_path(path, peer)
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != peer.sha256:
+        raise ReferenceFileError(
+            f"--reference {path}: SHA-256 {digest} is not {peer.name}.py at commit {peer.commit[:7]} "
+            f"({peer.sha256}); download {peer.url}"
+        )
+    return data.decode()
+
+
 def reference_dtype(precision="auto"):
     """bfloat16 where `train.precision: <precision>` would train in it (auto: where the CPU has
     bfloat16 units), else float32."""
@@ -133,13 +176,14 @@ def reference_dtype(precision="auto"):
     return torch.bfloat16 if resolve(precision, gpus=[]) == "mixed_bfloat16" else torch.float32
 
 
-def load_reference(source, dtype):
-    """airbench94 as a module, with the device changes; its `if __name__ == "__main__"` block does not run."""
+def load_reference(source, dtype, peer=AIRBENCH94, **names):
+    """The peer's file as a module, with the device changes and `names` (WIDTHS) defined; its
+    `if __name__ == "__main__"` block does not run."""
     import torch
 
-    module = types.ModuleType("airbench94_reference")
-    module.__dict__.update(DEVICE=torch.device("cpu"), DTYPE=dtype, CpuEvent=CpuEvent)
-    exec(compile(apply_device_changes(source), REFERENCE_NAME, "exec"), module.__dict__)
+    module = types.ModuleType(f"{peer.name}_reference")
+    module.__dict__.update(DEVICE=torch.device("cpu"), DTYPE=dtype, CpuEvent=CpuEvent, **names)
+    exec(compile(apply_device_changes(source, peer), peer.filename, "exec"), module.__dict__)
     return module
 
 
@@ -191,13 +235,39 @@ def _number_or_text(text):
 
 
 def run_reference(arrays, classes, source, seed=0, hyp=None, dtype=None):
-    """One training run of the reference on `arrays`: its accuracies, per-epoch table and timings."""
-    import torch
-
+    """One training run of airbench94 on `arrays`: its accuracies, per-epoch table and timings."""
     dtype = dtype or reference_dtype()
     reference = load_reference(source, dtype)
     for section, values in (hyp or {}).items():
         reference.hyp[section].update(values)
+    opt = reference.hyp["opt"]
+    steps = math.ceil(len(arrays["y_train"]) // opt["batch_size"] * opt["train_epochs"])
+    result = timed_main(AIRBENCH94, reference, lambda: reference.main(0), arrays, classes, seed, dtype)
+    return {**result, "hyp": reference.hyp, **speed(steps * opt["batch_size"])}
+
+
+# airbench94_muon.py's main(): batch_size = 2000, total_train_steps = ceil(8 * len(train_loader))
+MUON_BATCH_SIZE, MUON_EPOCHS = 2000, 8
+
+
+def run_muon_reference(arrays, classes, source, seed=0, widths=(64, 256, 256), dtype=None):
+    """One training run of airbench94_muon on `arrays`, at `widths`: as run_reference. Its __main__ builds
+    the network once (CifarNet().cuda(), channels last) and passes it to main(run, model), which resets it."""
+    import torch
+
+    dtype = dtype or reference_dtype()
+    block = dict(zip(("block1", "block2", "block3"), widths))
+    reference = load_reference(source, dtype, AIRBENCH94_MUON, WIDTHS=block)
+    model = reference.CifarNet().to(torch.device("cpu")).to(memory_format=torch.channels_last)
+    result = timed_main(AIRBENCH94_MUON, reference, lambda: reference.main(0, model), arrays, classes, seed, dtype)
+    steps = math.ceil(MUON_EPOCHS * (len(arrays["y_train"]) // MUON_BATCH_SIZE))
+    return {**result, "widths": list(widths), **speed(steps * MUON_BATCH_SIZE)}
+
+
+def timed_main(peer, reference, main, arrays, classes, seed, dtype):
+    """Run the loaded peer's `main` on `arrays` from its own cache files, its table shown and parsed."""
+    import torch
+
     torch.manual_seed(seed)
     CpuEvent.intervals_ms = []
     printed = io.StringIO()
@@ -209,34 +279,33 @@ def run_reference(arrays, classes, source, seed=0, hyp=None, dtype=None):
             with redirect_stdout(_Tee(printed, sys.stdout)):
                 reference.print_columns(reference.logging_columns_list, is_head=True)
                 start = time.perf_counter()
-                tta_accuracy = reference.main(0)
+                tta_accuracy = main()
                 wall = time.perf_counter() - start
         finally:
             os.chdir(cwd)
-    opt = reference.hyp["opt"]
-    batch = opt["batch_size"]
-    steps = math.ceil(len(arrays["y_train"]) // batch * opt["train_epochs"])
-    # The reference's timer: the whitening set-up, one interval per epoch's training, and the TTA evaluation.
-    train_s = sum(CpuEvent.intervals_ms[1:-1]) / 1e3
     rows = parse_rows(printed.getvalue())
     epochs = [row for row in rows if row.get("epoch") != "eval"]
     return {
-        "benchmark": "airbench94_reference",
-        "reference": REFERENCE_URL,
+        "benchmark": f"{peer.name}_reference",
+        "reference": peer.url,
         "dtype": str(dtype).removeprefix("torch."),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "train_images": len(arrays["y_train"]),
         "test_images": len(arrays["y_test"]),
-        "hyp": reference.hyp,
         "test_accuracy_tta": round(tta_accuracy, 4),
         "test_accuracy": epochs[-1].get("val_acc") if epochs else None,
         "epochs": epochs,
         "timed_s": round(sum(CpuEvent.intervals_ms) / 1e3, 1),
-        "train_s": round(train_s, 1),
-        "train_images_per_s": round(steps * batch / train_s, 1),
         "wall_s": round(wall, 1),
     }
+
+
+def speed(images_trained):
+    """Training seconds by the peer's own timer (the whitening set-up, one interval per epoch's
+    training, then the TTA evaluation: the epochs' intervals) and images per second."""
+    train_s = sum(CpuEvent.intervals_ms[1:-1]) / 1e3
+    return {"train_s": round(train_s, 1), "train_images_per_s": round(images_trained / train_s, 1)}
 
 
 class _Tee(io.TextIOBase):
@@ -361,13 +430,18 @@ def run_if_available(repeats=MIN_REPEATS, progress=print, **anchor):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/prepared", help="the folder preprocess wrote (default %(default)s)")
-    parser.add_argument("--reference", help=f"airbench94.py at commit {COMMIT[:7]} (default: download it once)")
+    parser.add_argument(
+        "--peer", choices=list(PEERS), default=AIRBENCH94.name, help="which record file (default %(default)s)"
+    )
+    parser.add_argument("--reference", help="the peer's file at its pinned commit (default: download it once)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=float, help="train_epochs (default: the reference's 9.9)")
-    parser.add_argument("--anchor", action="store_true", help="measure training speed against ours instead")
+    parser.add_argument("--epochs", type=float, help="airbench94's train_epochs (default: its 9.9)")
+    parser.add_argument(
+        "--anchor", action="store_true", help="measure airbench94's training speed against ours instead"
+    )
     parser.add_argument("--images", type=int, default=3072, help="--anchor: random images per timed epoch")
-    parser.add_argument("--batch-size", type=int, help="the batch (default: airbench94's 1024)")
-    parser.add_argument("--widths", type=int, nargs=3, help="the conv groups' widths, w 4w 4w (default: 64 256 256)")
+    parser.add_argument("--batch-size", type=int, help="airbench94's batch (default: its 1024)")
+    parser.add_argument("--widths", type=int, nargs=3, help="the conv groups' widths (default: 64 256 256)")
     parser.add_argument("--repeats", type=int, default=MIN_REPEATS, help="--anchor: rounds of the interleaved sides")
     parser.add_argument("--part", choices=["reference", "ours", "download"], help=argparse.SUPPRESS)  # a child
     parser.add_argument(
@@ -375,12 +449,15 @@ def main():
     )
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
+    peer = PEERS[args.peer]
     batch_size = args.batch_size or AIRBENCH_RECIPE["batch_size"]
     widths = args.widths or AIRBENCH_RECIPE["widths"]
-    if widths[1:] != [4 * widths[0]] * 2:
+    if peer is AIRBENCH94 and widths[1:] != [4 * widths[0]] * 2:
         sys.exit(f"bench_airbench: --widths {' '.join(map(str, widths))}: airbench94's are w 4w 4w")
+    if peer is AIRBENCH94_MUON and (args.batch_size or args.epochs or args.anchor):
+        sys.exit("bench_airbench: --peer airbench94_muon: its batch and epochs are fixed (2,000 and 8); no --anchor")
     if args.part == "download":
-        print(download_reference())
+        print(download_reference(peer))
         return
     if args.part == "ours":
         import cifar  # noqa: F401  (the train stage's TensorFlow environment)
@@ -390,7 +467,7 @@ def main():
     if not torch_available():
         sys.exit("bench_airbench: PyTorch is not installed; it is an optional extra: pip install -e .[reference]")
     try:
-        source = reference_source(args.reference)
+        source = reference_source(args.reference, peer)
         if args.part == "reference":
             speed = reference_images_per_second(source, args.images, batch_size, widths)
             print(json.dumps({"images_per_s": speed}))
@@ -402,12 +479,16 @@ def main():
         arrays, classes = load_prepared(args.data)
     except ReferenceFileError as error:
         sys.exit(f"bench_airbench: {error}")
-    hyp = {"opt": {"batch_size": batch_size}, "net": {"base_width": widths[0]}}
-    if args.epochs:
-        hyp["opt"]["train_epochs"] = args.epochs
-    result = run_reference(arrays, classes, source, seed=args.seed, hyp=hyp, dtype=reference_dtype(args.precision))
+    dtype = reference_dtype(args.precision)
+    if peer is AIRBENCH94_MUON:
+        result = run_muon_reference(arrays, classes, source, args.seed, widths, dtype)
+    else:
+        hyp = {"opt": {"batch_size": batch_size}, "net": {"base_width": widths[0]}}
+        if args.epochs:
+            hyp["opt"]["train_epochs"] = args.epochs
+        result = run_reference(arrays, classes, source, seed=args.seed, hyp=hyp, dtype=dtype)
     print(
-        f"airbench94 reference ({result['dtype']}, {result['threads']} threads): test accuracy "
+        f"{peer.name} reference ({result['dtype']}, {result['threads']} threads): test accuracy "
         f"{result['test_accuracy_tta']:.4f} with TTA ({result['test_accuracy']:.4f} without); training "
         f"{result['train_s']:.0f} s, {result['train_images_per_s']:.0f} img/s; wall {result['wall_s']:.0f} s"
     )

@@ -2,15 +2,16 @@
 
 Both train with the real train stage on the same prepared data, one after the other in this
 run: the tutorial's recipe of seed_cnn against `--quick seed_cnn` (QUICK_RECIPE, the tutorial's
-model trained faster) or `--quick fast` (FAST_QUICK: the fast model in fewer epochs, the quickest
-way; docs/fast-model.md gives it as one `dvc exp run`). The target is the test accuracy the tutorial's
-recipe ends at; each recipe's time is the wall time of training (validation
-included: both validate every epoch) until its test accuracy first reaches it,
-read from the stage's own per-epoch history (`elapsed_s`). Ratio = tutorial / quick.
+model trained faster), `--quick fast` (FAST_QUICK: the fast model's Muon defaults at a quarter of
+their arithmetic in 3 epochs, the quickest way; docs/fast-model.md gives it as one `dvc exp run`) or
+`--quick fast_sgd` (FAST_QUICK_SGD: the same widths with airbench94's SGD, the quick recipe before
+Muon). The target is the test accuracy the tutorial's recipe ends at; each recipe's time is the
+wall time of training (validation included: both validate every epoch) until its test accuracy
+first reaches it, read from the stage's own per-epoch history (`elapsed_s`). Ratio = tutorial / quick.
 The pair runs once per seed (train.seed; two by default), tutorial and quick taking
 turns; the row gives every seed's ratio and their median.
 
-    python -m benchmarks.bench_time_to_accuracy --source path/to/cifar-10-python.tar.gz [--quick fast]
+    python -m benchmarks.bench_time_to_accuracy --source path/to/cifar-10-python.tar.gz [--quick fast | fast_sgd]
         [--seeds 42 43] [--json out.json]
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.recipes import QUICK, QUICK_RECIPE, SEEDS
+from benchmarks.recipes import QUICK_CHOICES, QUICK_RECIPE, SEEDS
 from benchmarks.workspace import run_stage, scratch_workspace, set_params
 from cifar.core.artifacts import Artifacts
 
@@ -145,10 +146,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, help="dataset for fetch.source (archive or directory)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="train.seed of each pair")
-    parser.add_argument("--quick", choices=sorted(QUICK), default="seed_cnn", help="the quick side's model")
+    parser.add_argument("--quick", choices=sorted(QUICK_CHOICES), default="seed_cnn", help="the quick side's recipe")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
-    result = run(args.source, QUICK[args.quick], seeds=args.seeds, model=args.quick)
+    model, recipe = QUICK_CHOICES[args.quick]
+    result = run(args.source, recipe, seeds=args.seeds, model=model)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

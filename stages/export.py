@@ -55,7 +55,7 @@ def export(settings, artifacts=Artifacts(), progress=print):
         ("tflite_int8", artifacts.tflite_int8),
     ):
         classifier = keras_model if name == "keras" else load_classifier(path)
-        predicted = classifier.predict(arrays["x_test"]).argmax(axis=1)
+        predicted = reference if name == "keras" else classifier.predict(arrays["x_test"]).argmax(axis=1)
         latency = single_image_latency(classifier, arrays["x_test"][0], settings["latency_runs"])
         record[name] = {
             "accuracy": round(float(np.mean(predicted == arrays["y_test"])), 6),

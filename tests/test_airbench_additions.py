@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from benchmarks.recipes import SGD_RECIPE
 from benchmarks.workspace import PROJECT, set_params
 from cifar.core.params import load_params
 from cifar.models import model_definition
@@ -125,6 +126,10 @@ def test_frozen_bias_gets_no_update_at_all_not_even_momentum_or_weight_decay():
 
 def test_recipe_asks_for_its_callbacks(recipe):
     recipe_callbacks = model_definition("fast").callbacks
+    assert [type(c).__name__ for c in recipe_callbacks(recipe, 7)] == [
+        "FreezeAfter"
+    ]  # the defaults: Muon's, no lookahead
+    recipe = {**recipe, **SGD_RECIPE}  # airbench94's, with lookahead
     freeze, lookahead = recipe_callbacks(recipe, steps_per_epoch=7)
     assert (freeze.layer_name, freeze.epochs) == ("whiten_bias", recipe["whiten_bias_epochs"])
     assert (lookahead.every, lookahead.start_epoch, lookahead.total_steps) == (

@@ -10,7 +10,7 @@ import yaml
 from benchmarks import bench_airbench
 from benchmarks.bench_time_to_accuracy import time_to
 from benchmarks.interleave import interleaved, ratio
-from benchmarks.recipes import FAST_QUICK, QUICK_RECIPE
+from benchmarks.recipes import FAST_QUICK, QUICK_RECIPE, SGD_RECIPE
 from benchmarks.workspace import PROJECT, stage_env, timed
 from tests.datagen import write_image_folder_archive
 
@@ -50,6 +50,15 @@ def test_the_docs_give_the_benchmarked_quickest_fast_recipe():
     line = next(line for line in guide.splitlines() if line.startswith("dvc exp run -S train.model=fast"))
     documented = dict(re.findall(r"-S '?fast\.(\w+)=([^\s']+)", line))  # quoted where a shell would glob
     assert {key: yaml.safe_load(value) for key, value in documented.items()} == FAST_QUICK
+
+
+def test_the_docs_and_readme_give_the_sgd_recipe_for_cpus_without_bfloat16():
+    for path in ("docs/fast-model.md", "README.md"):
+        text = (PROJECT / path).read_text()
+        line = next(line for line in text.splitlines() if line.startswith("dvc exp run -n sgd-recipe"))
+        documented = dict(re.findall(r"-S '?fast\.(\w+)=([^\s']+)", line))
+        assert {key: yaml.safe_load(value) for key, value in documented.items()} == SGD_RECIPE, path
+        assert "-S train.model=fast" in line
 
 
 def test_a_commands_peak_rss_is_its_own_not_its_parents(tmp_path):

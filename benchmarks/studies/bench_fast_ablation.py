@@ -1,5 +1,6 @@
-"""What each of airbench94's additions brings to the fast model: its recipe with all of them, with each
-turned off in turn, and with none, trained and evaluated on the same class-balanced subset.
+"""What each of airbench94's additions brings to the fast model: its SGD recipe (SGD_RECIPE, airbench94's
+optimizer) with all of them, with each turned off in turn, and with none, trained and evaluated on the
+same class-balanced subset.
 
     python -m benchmarks.studies.bench_fast_ablation --source path/to/cifar-10-python.tar.gz
         [--train-images 8000] [--test-images 2000] [--seeds 42 43] [--only all none] [--json out.json]
@@ -17,6 +18,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from benchmarks.recipes import SGD_RECIPE
 from benchmarks.workspace import run_stage, scratch_workspace, set_params
 from cifar.core.artifacts import Artifacts
 
@@ -51,7 +53,7 @@ def run(source, train_images=8000, test_images=2000, seeds=(42,), only=None, pro
         for name, off in chosen.items():
             for seed in seeds:
                 set_params(root, train={"model": "fast", "seed": seed})
-                set_params(root, fast={**params["fast"], **off})
+                set_params(root, fast={**params["fast"], **SGD_RECIPE, **off})
                 train_s, _ = run_stage("train", root)
                 run_stage("evaluate", root)
                 metrics = json.loads(Artifacts(root).metrics.read_text())
@@ -66,7 +68,7 @@ def run(source, train_images=8000, test_images=2000, seeds=(42,), only=None, pro
     return {
         "train_images": train_images,
         "test_images": test_images,
-        "fast_params": params["fast"],
+        "fast_params": {**params["fast"], **SGD_RECIPE},
         "variants": {
             name: {"off": chosen[name], "seeds": by_seed, **means(by_seed)} for name, by_seed in results.items()
         },

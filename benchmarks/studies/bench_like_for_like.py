@@ -1,18 +1,20 @@
-"""The fast model at airbench94's values against airbench94's own code: same data, CPU and precision.
+"""The fast model at a peer's values against the peer's own code: same data, CPU and precision.
 
     python -m benchmarks.studies.bench_like_for_like --data data/prepared [--train-images 5000] [--test-images 0]
-        [--seeds 0 1 2]
+        [--seeds 0 1 2] [--peer airbench94 | airbench94_muon] [--widths 64 256 256]
         [--reference path/to/airbench94.py] [--json out.json]
 
-For each seed, the two sides take turns on this machine, in float32: airbench94.py itself (PyTorch,
-through benchmarks/bench_airbench.py, in its own process) and our train stage then evaluate stage
-with `train.model: fast` at airbench's values (AIRBENCH_VALUES: widths 64/256/256, batch 1,024,
-its rate, warm-up and 10 epochs where it trains 9.9, no held-out calibration images), on the
-same prepared arrays: the first `--train-images` of a seeded shuffle of the training set (all
-of them with 0) and the whole test set. Each row: test accuracy with airbench's TTA (level 2)
-and without, and the side's wall time; then each side's mean and standard deviation over the
-seeds, and the mean paired difference, so that a gap can be told from seed noise. Needs PyTorch
-(the `reference` extra) for airbench's side.
+For each seed, the two sides take turns on this machine, in float32: the peer's file itself
+(PyTorch, through benchmarks/bench_airbench.py, in its own process) and our train stage then
+evaluate stage with `train.model: fast` at the peer's values, on the same prepared arrays: the
+first `--train-images` of a seeded shuffle of the training set (all of them with 0) and the whole
+test set. The peers: airbench94.py (AIRBENCH_VALUES: widths 64/256/256, batch 1,024, its rate,
+warm-up and 10 epochs where it trains 9.9) and airbench94_muon.py (AIRBENCH_MUON_RECIPE: Muon, 8
+epochs at batch 2,000, the same steps on both sides); neither holds calibration images out.
+`--widths` runs both sides narrower where the full ones do not fit the machine's time. Each row:
+test accuracy with airbench's TTA (level 2) and without, and the side's wall time; then each side's
+mean and standard deviation over the seeds, and the mean paired difference, so that a gap can be
+told from seed noise. Needs PyTorch (the `reference` extra) for the peer's side.
 """
 
 import argparse
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.recipes import AIRBENCH_MUON_RECIPE, AIRBENCH_RECIPE
 from benchmarks.workspace import PROJECT, run_stage, set_params, stage_env, timed
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import describe_cpu
@@ -33,9 +36,7 @@ from cifar.core.cpu import describe_cpu
 # airbench94's hyp in our fast recipe's terms (docs/fast-model.md): 11.5 per 1,024 images on the
 # summed loss is 1.5 on the mean loss; its peak at 23% of the epochs; 10 epochs for its 9.9.
 AIRBENCH_VALUES = {
-    "widths": [64, 256, 256],
-    "batch_size": 1024,
-    "learning_rate": 1.5,
+    **AIRBENCH_RECIPE,  # the SGD recipe at widths 64/256/256, batch 1,024, rate 1.5
     "warmup_epochs": 2.3,
     "epochs": 10,
     "calibration_images": 0,
@@ -79,10 +80,20 @@ def run_ours(data, seed, scratch, values=AIRBENCH_VALUES):
     return {"accuracy_tta": accuracies[2], "accuracy": accuracies[0], "train_s": round(trained, 1)}
 
 
-def run_reference(data, seed, scratch, reference=None):
-    """airbench94.py on `data` in its own process, float32: accuracy with its TTA and without, wall s."""
-    out = scratch / f"airbench-{seed}.json"
+def ours_values(peer, widths=None):
+    """Our fast recipe's values for `peer`'s run, at `widths` (default: the peer's 64/256/256)."""
+    if peer == "airbench94":
+        return {**AIRBENCH_VALUES, **({"widths": list(widths)} if widths else {})}
+    widths = list(widths or AIRBENCH_MUON_RECIPE["widths"])
+    # airbench94_muon divides the head's output by its inputs, the last width: `self.head(x) / x.size(-1)`
+    return {**AIRBENCH_MUON_RECIPE, "widths": widths, "output_scale": 1 / widths[-1]}
+
+
+def run_reference(data, seed, scratch, reference=None, peer="airbench94", widths=None):
+    """The peer's file on `data` in its own process, float32: accuracy with its TTA and without, wall s."""
+    out = scratch / f"{peer}-{seed}.json"
     command = [sys.executable, "-m", "benchmarks.bench_airbench", "--data", str(data), "--seed", str(seed)]
+    command += ["--peer", peer, *(["--widths", *map(str, widths)] if widths else [])]
     command += ["--precision", "float32", "--json", str(out), *(["--reference", str(reference)] if reference else [])]
     timed(command, PROJECT, stage_env(), show_output=True)
     result = json.loads(out.read_text())
@@ -93,16 +104,16 @@ def run_reference(data, seed, scratch, reference=None):
     }
 
 
-def summary(rows):
+def summary(rows, peer="airbench94"):
     """Mean and standard deviation of each side's accuracies, and the mean paired difference."""
     out = {}
-    for side in ("airbench94", "ours"):
+    for side in (peer, "ours"):
         for key in ("accuracy_tta", "accuracy", "train_s"):
             values = [row[side][key] for row in rows]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             out[f"{side}_{key}"] = {"mean": round(statistics.mean(values), 4), "std": round(spread, 4)}
     for key in ("accuracy_tta", "accuracy"):
-        differences = [row["ours"][key] - row["airbench94"][key] for row in rows]
+        differences = [row["ours"][key] - row[peer][key] for row in rows]
         spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
         out[f"difference_{key}"] = {"mean": round(statistics.mean(differences), 4), "std": round(spread, 4)}
     return out
@@ -114,9 +125,12 @@ def main():
     parser.add_argument("--train-images", type=int, default=5000, help="training images (0: all; default 5000)")
     parser.add_argument("--test-images", type=int, default=0, help="test images (0: all, the default)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--reference", help="airbench94.py at the pinned commit (bench_airbench.py)")
+    parser.add_argument("--peer", choices=["airbench94", "airbench94_muon"], default="airbench94")
+    parser.add_argument("--widths", type=int, nargs=3, help="both sides' widths (default: the peer's 64 256 256)")
+    parser.add_argument("--reference", help="the peer's file at the pinned commit (bench_airbench.py)")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
+    values = ours_values(args.peer, args.widths)
     rows = []
     with tempfile.TemporaryDirectory(prefix="like-for-like-") as tmp:
         scratch = Path(tmp)
@@ -124,8 +138,8 @@ def main():
         subset_data(args.data, data, args.train_images, seed=0, test_images=args.test_images)
         for index, seed in enumerate(args.seeds):
             sides = {
-                "airbench94": lambda seed=seed: run_reference(data, seed, scratch, args.reference),
-                "ours": lambda seed=seed: run_ours(data, seed, scratch),
+                args.peer: lambda seed=seed: run_reference(data, seed, scratch, args.reference, args.peer, args.widths),
+                "ours": lambda seed=seed: run_ours(data, seed, scratch, values),
             }
             order = list(sides) if index % 2 == 0 else list(sides)[::-1]  # interleaved: A B, B A, ...
             row = {"seed": seed, **{side: sides[side]() for side in order}}
@@ -133,13 +147,14 @@ def main():
             print(json.dumps(row), flush=True)
     result = {
         "benchmark": "like_for_like",
+        "peer": args.peer,
         "cpu": describe_cpu(),
         "precision": "float32",
         "train_images": args.train_images or "all",
         "test_images": args.test_images or "all",
-        "ours_values": AIRBENCH_VALUES,
+        "ours_values": values,
         "rows": rows,
-        "summary": summary(rows),
+        "summary": summary(rows, args.peer),
     }
     print(json.dumps(result["summary"], indent=2))
     if args.json:

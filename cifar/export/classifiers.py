@@ -3,6 +3,7 @@
 .keras (Keras), .tflite (the LiteRT interpreter, float32 or int8), or a SavedModel directory.
 """
 
+import os
 import time
 from pathlib import Path
 
@@ -40,7 +41,9 @@ class TFLiteClassifier:
     def __init__(self, path):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=str(path))
+        # Every core of the machine: LiteRT's default is one thread, half the work of this 2-core CPU
+        # (measured: the int8 model's 10,000 test images in 2.3 s, 1.2 s on 2 threads, Intel Xeon AMX).
+        self.interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
         self.input = self.interpreter.get_input_details()[0]["index"]
         output = self.interpreter.get_output_details()[0]
         self.output, (self.scale, self.zero_point) = output["index"], output["quantization"]
