@@ -287,3 +287,19 @@ def test_a_set_that_does_not_fit_the_model_is_refused(root, published, tmp_path,
         assert message in refused(root, source, monkeypatch, capsys)
     finally:
         artifacts.model_classes.write_text(original)
+
+
+def test_the_report_s_table_sets_the_published_means_beside_a_generated_base():
+    from cifar.reporting.tables import flatten, robustness_table
+    from cifar.robustness.evaluation import robustness_record
+
+    values = [0.9 - 0.1 * severity for severity in range(5)]
+    current = flatten(robustness_record(0.95, {name: values for name in BENCHMARK + EXTRA}, "x.tar", 7))
+    base = flatten(robustness_record(0.9, {"contrast": [0.5] * 5, "fog": [0.4] * 5}))
+    rows = {line.split(" | ")[0].strip("| "): line for line in robustness_table(current, base).splitlines()[2:]}
+    assert list(rows)[1:20] == [name.replace("_", " ") for name in BENCHMARK + EXTRA]
+    assert rows["no corruption"] == "| no corruption | 0.9500 | 0.9000 | +0.0500 |"
+    assert rows["contrast"] == "| contrast | 0.7000 | 0.5000 | +0.2000 |"
+    assert rows["frost"] == "| frost | 0.7000 | – |  |"
+    assert rows["**mean of the 15 benchmark corruptions (the papers', RobustBench's)**"].endswith("| 0.7000 | – |  |")
+    assert rows["**mean of the 4 extra corruptions**"].endswith("| 0.7000 | – |  |")
