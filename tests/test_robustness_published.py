@@ -152,6 +152,30 @@ def test_memory_maps_read_the_tar_where_its_members_lie(published, tmp_path):
     assert found.per_severity == 100
 
 
+def test_each_severity_block_is_classified_a_chunk_at_a_time(tmp_path, monkeypatch):
+    """Memory stays bounded: `predict` gets CHUNK images at a time, never across two severities' blocks, in the
+    files' order; each severity's accuracy is over its own block."""
+    from cifar.robustness import evaluation
+    from cifar.robustness.published import open_source
+
+    monkeypatch.setattr(evaluation, "CHUNK", 5)
+    rng = np.random.default_rng(3)
+    labels = np.arange(12) % 10
+    arrays = cifar_c_arrays(rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), labels)
+    found = open_source(str(write_cifar_c(tmp_path / "CIFAR-10-C.tar", arrays)), 1, 1, quiet)
+    seen = []
+
+    def predict(batch):  # class 0, always
+        seen.append(batch)
+        return np.eye(10)[np.zeros(len(batch), int)]
+
+    results = evaluation.published_accuracy(predict, found, np.tile(labels, 5), quiet)
+    assert [len(batch) for batch in seen] == [5, 5, 2] * 95
+    everything = np.concatenate([arrays[f"{name}.npy"] for name in BENCHMARK + EXTRA])
+    np.testing.assert_array_equal(np.concatenate(seen), everything)
+    assert results == {name: [np.mean(labels == 0)] * 5 for name in BENCHMARK + EXTRA}
+
+
 def test_a_download_descriptor_fetched_over_loopback_through_the_keras_cache(root, published, tmp_path, monkeypatch):
     arrays, expected, clean = published
     tar = write_cifar_c(tmp_path / "CIFAR-10-C.tar", arrays)
