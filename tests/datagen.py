@@ -236,3 +236,47 @@ def copy_tar_without(source, target, suffix):
         for member in src.getmembers():
             if not member.name.endswith(suffix):
                 dst.addfile(member, src.extractfile(member))
+
+
+# The published CIFAR-10-C's files (Zenodo record 2535967): labels.npy and 19 corruptions, named so
+CIFAR_C_CORRUPTIONS = (
+    *("brightness", "contrast", "defocus_blur", "elastic_transform", "fog", "frost", "gaussian_blur"),
+    *("gaussian_noise", "glass_blur", "impulse_noise", "jpeg_compression", "motion_blur", "pixelate"),
+    *("saturate", "shot_noise", "snow", "spatter", "speckle_noise", "zoom_blur"),
+)
+
+
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def cifar_c_arrays(images, labels, seed=0):
+    """{file name: array} in the published layout for test `images` and their CIFAR-10 `labels`: labels.npy
+    (uint8, the labels once per severity) and each corruption (N x 5, 32, 32, 3) uint8, severities 1-5 as
+    consecutive blocks of the images in their order, each block with its own noise, stronger per severity."""
+    rng = np.random.default_rng(seed)
+    arrays = {"labels.npy": np.tile(np.asarray(labels, np.uint8), 5)}
+    for index, name in enumerate(CIFAR_C_CORRUPTIONS):
+        blocks = [
+            np.clip(images + rng.integers(-1, 2, images.shape) * (12 * severity + 3 * index), 0, 255)
+            for severity in range(1, 6)
+        ]
+        arrays[f"{name}.npy"] = np.concatenate(blocks).astype(np.uint8)
+    return arrays
+
+
+def write_cifar_c(path, arrays, as_tar=True, top="CIFAR-10-C"):
+    """`arrays` ({file name: array, or raw bytes}) as CIFAR-10-C.tar is published (an uncompressed tar of a
+    folder `top`) at `path`, or as the folder it unpacks to. Returns `path`."""
+    files = {name: data if isinstance(data, bytes) else npy_bytes(data) for name, data in arrays.items()}
+    if as_tar:
+        with tarfile.open(path, "w") as tar:
+            for name, data in sorted(files.items()):
+                _add_bytes(tar, f"{top}/{name}", data)
+    else:
+        path.mkdir(parents=True)
+        for name, data in files.items():
+            (path / name).write_bytes(data)
+    return path

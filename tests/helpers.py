@@ -1,8 +1,11 @@
 """Shared test helpers: tiny prepared and trained workspaces, results recomputed by hand, stages run as
 real processes. The scratch copies of the project themselves are benchmarks/workspace.py's."""
 
+import contextlib
+import http.server
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -191,3 +194,46 @@ def wait_for(predicate, process, timeout=240, interval=0.02):
             return predicate()
         time.sleep(interval)
     return False
+
+
+class LoopbackHandler(http.server.BaseHTTPRequestHandler):
+    """Serves `payload`; in 'truncate' mode it promises more bytes than it sends, then hangs up."""
+
+    payload = b""
+    mode = "ok"
+    requests = 0
+
+    def do_GET(self):
+        type(self).requests += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if self.mode == "truncate":
+            self.send_header("Content-Length", str(len(self.payload)))
+            self.end_headers()
+            self.wfile.write(self.payload[: len(self.payload) // 3])
+            self.wfile.flush()
+            self.connection.close()
+            return
+        body = self.payload
+        if self.mode == "corrupt":
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serving(path):
+    """A loopback HTTP server (127.0.0.1) of the file `path`: (its handler class, whose `mode` and `requests`
+    a test sets and reads, the file's URL)."""
+    handler = type("Handler", (LoopbackHandler,), {"payload": Path(path).read_bytes(), "mode": "ok", "requests": 0})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield handler, f"http://127.0.0.1:{httpd.server_address[1]}/{Path(path).name}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

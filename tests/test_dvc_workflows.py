@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import functools
+import hashlib
 import http.server
 import io
 import json
@@ -17,14 +18,15 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import yaml
 
 from benchmarks.workspace import Repo, command_env, scratch_repository
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import CPUINFO_ENV
-from tests.datagen import write_cifar_archive
-from tests.helpers import wait_for
+from tests.datagen import cifar_c_arrays, write_cifar_archive, write_cifar_c
+from tests.helpers import serving, wait_for
 from tests.test_pipeline import STAGES, TINY, ran_stages
 from tests.test_train import assert_same_weights, weights_of
 
@@ -178,6 +180,41 @@ def test_a_local_source_rewritten_in_place_makes_fetch_stale(repo, tmp_path):
     write_cifar_archive(source, train_per_batch=19)  # five images fewer, same path
     status = repo.dvc("status", "fetch").stdout
     assert "fetch:" in status and f"modified:           {source}" in status
+
+
+def test_exp_run_on_the_published_cifar_10_c_reruns_robustness_alone(repo, tmp_path):
+    """The documented way, `dvc exp run -S robustness.source=data/sources/cifar-10-c.yaml`, its descriptor aimed
+    at a copy of CIFAR-10-C.tar in the published layout on a loopback server; DVC tracks the descriptor's text;
+    `dvc metrics diff` sets the published figures beside the generated ones; back to the default, robustness
+    alone reruns and gives the committed record again."""
+    artifacts = Artifacts(repo.path)
+    x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)  # CIFAR-10's class order (datagen's)
+    tar = write_cifar_c(tmp_path / "CIFAR-10-C.tar", cifar_c_arrays(x_test, y_test))
+    env = {"KERAS_HOME": str(tmp_path / "keras_home")}
+    descriptor = repo.path / "data/sources/cifar-10-c.yaml"
+    generated = read_json(artifacts.robustness_record)
+    with serving(tar) as (handler, url):
+        checksum = hashlib.md5(tar.read_bytes()).hexdigest()
+        descriptor.write_text(yaml.safe_dump({"url": url, "checksum": f"md5:{checksum}"}))
+        repo.commit("CIFAR-10-C on a loopback server")
+        run = repo.dvc("exp", "run", "-S", "robustness.source=data/sources/cifar-10-c.yaml", env=env)
+    assert ran_stages(run.stdout) == ["robustness"] and handler.requests == 1
+    assert "[1/95] gaussian_noise severity 1: accuracy" in run.stdout and "[95/95] saturate severity 5" in run.stdout
+    record = read_json(artifacts.robustness_record)
+    assert record["source"] == "data/sources/cifar-10-c.yaml" and record["images_per_severity"] == len(y_test)
+    assert len(record["corruptions"]) == 19 and record["clean_accuracy"] == generated["clean_accuracy"]
+    diff = json.loads(repo.dvc("metrics", "diff", "HEAD", "--all", "--json").stdout)["reports/robustness.json"]
+    assert diff["mean_corruption_accuracy"]["old"] == generated["mean_corruption_accuracy"], diff
+    assert diff["mean_benchmark_corruption_accuracy"]["new"] == record["mean_benchmark_corruption_accuracy"]
+    assert diff["corruptions.frost.severity_5"]["new"] == record["corruptions"]["frost"]["severity_5"]
+    # the descriptor's text is the dependency: another URL or checksum makes robustness, and it alone, stale
+    descriptor.write_text(descriptor.read_text().replace(checksum, "0" * 32))
+    status = repo.dvc("status").stdout
+    assert "modified:           data/sources/cifar-10-c.yaml" in status
+    assert [line for line in status.splitlines() if line.endswith(":") and not line.startswith("\t")] == ["robustness:"]
+    back = repo.dvc("exp", "run", "-S", "robustness.source=data/sources/generated.yaml", env=env)
+    assert ran_stages(back.stdout) == ["robustness"]
+    assert read_json(artifacts.robustness_record) == generated
 
 
 def test_the_recipe_of_the_model_not_in_use_reruns_nothing(repo):

@@ -18,52 +18,19 @@ from cifar.data import download, sources
 from cifar.data.fetching import fetch
 from stages.fetch import main
 from tests.datagen import write_cifar_archive, write_image_folder_archive
+from tests.helpers import serving
 
 
 def md5(path):
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves `payload`; in 'truncate' mode it promises more bytes than it sends, then hangs up."""
-
-    payload = b""
-    mode = "ok"
-    requests = 0
-
-    def do_GET(self):
-        type(self).requests += 1
-        self.send_response(200)
-        self.send_header("Content-Type", "application/gzip")
-        if self.mode == "truncate":
-            self.send_header("Content-Length", str(len(self.payload)))
-            self.end_headers()
-            self.wfile.write(self.payload[: len(self.payload) // 3])
-            self.wfile.flush()
-            self.connection.close()
-            return
-        body = self.payload
-        if self.mode == "corrupt":
-            body = bytes([body[0] ^ 0xFF]) + body[1:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server(tmp_path):
     archive = tmp_path / "cifar-10-python.tar.gz"
     write_cifar_archive(archive)
-    handler = type("Handler", (_Handler,), {"payload": archive.read_bytes(), "mode": "ok", "requests": 0})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield handler, f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz", archive
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(archive) as (handler, url):
+        yield handler, url, archive
 
 
 def quiet(message):

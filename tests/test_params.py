@@ -89,6 +89,8 @@ STAGE_OF = {
         ("robustness", {"jpeg_compression": [80, 65, 58, 50, 0]}, "robustness.jpeg_compression[4] is 0"),
         ("robustness", {"gaussian_noise": [0.1, 0.1, 0.1, 0.1, "x"]}, "robustness.gaussian_noise[4] is 'x' (str)"),
         ("robustness", {"max_images": 0}, "robustness.max_images is 0"),
+        ("robustness", {"source": None}, "robustness.source must not be null; allowed: a path: data/sources/generated"),
+        ("robustness", {"retries": 0}, "robustness.retries is 0; allowed: an integer from 1 to 20"),
         ("export", {"representative_images": 0}, "export.representative_images is 0; allowed: an integer from 1"),
         ("export", {"latency_runs": 2.5}, "export.latency_runs is 2.5 (float)"),
     ],

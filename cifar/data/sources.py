@@ -58,11 +58,11 @@ def parse_checksum(text, where):
     return algorithm, digest.lower()
 
 
-def resolve(source, retries=3, timeout=60.0, progress=print):
-    """A local dataset (file or directory) for `fetch.source`, downloaded and verified if it is a descriptor."""
+def resolve(source, retries=3, timeout=60.0, progress=print, key="fetch.source"):
+    """A local dataset (file or directory) for the param `key`, downloaded and verified if it is a descriptor."""
     path = Path(source)
     if not path.exists():
-        raise PipelineError(f"fetch.source: {path} does not exist")
+        raise PipelineError(f"{key}: {path} does not exist")
     if path.is_file() and is_descriptor(path):
         descriptor = read_descriptor(path)
         return fetch_url(descriptor.url, descriptor.checksum, retries, timeout, progress)

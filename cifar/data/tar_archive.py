@@ -16,7 +16,7 @@ from cifar.data import members
 NOT_AN_ARCHIVE = "not an archive: expected a zip, or a tar (plain, .gz, .bz2 or .xz)"
 
 _OPENERS = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
-_END_OF_ARCHIVE = b"\0" * 1024  # a tar ends with two zero blocks
+END_OF_ARCHIVE = b"\0" * 1024  # a tar ends with two zero blocks
 
 
 def read_complete_tar(path):
@@ -48,7 +48,7 @@ def read_complete_tar(path):
     data = b"".join(chunks)
     if not tarfile.is_tarfile(io.BytesIO(data)):
         raise PipelineError(f"{path}: {NOT_AN_ARCHIVE}")
-    if data[-len(_END_OF_ARCHIVE) :] != _END_OF_ARCHIVE:
+    if data[-len(END_OF_ARCHIVE) :] != END_OF_ARCHIVE:
         raise PipelineError(f"{path}: archive is truncated (no end-of-archive marker)")
     return data
 

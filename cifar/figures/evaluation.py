@@ -64,18 +64,26 @@ def gradcam_figure(images, heatmaps, titles):
     return fig
 
 
-def robustness_figure(severities, accuracy, clean_accuracy):
-    """Accuracy against severity, a line per corruption, the clean accuracy as reference."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, values in accuracy.items():
-        ax.plot(severities, values, marker="o", label=name.replace("_", " "))
-    ax.axhline(clean_accuracy, color="black", linestyle="--", label="no corruption")
-    ax.set_xticks(severities)
-    ax.set_xlabel("severity")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title("Accuracy under common corruptions")
-    ax.legend(fontsize=8)
+def robustness_figure(severities, accuracy, clean_accuracy, panels=None):
+    """Accuracy against severity, a line per corruption, the clean accuracy as reference: a panel per
+    group of corruptions ({title: names}), by default one of them all."""
+    panels = panels or {"Accuracy under common corruptions": list(accuracy)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for ax, (title, names) in zip(axes[0], panels.items()):
+        many = len(names) > 10  # tab20's colours, and the legend below the panel
+        for index, name in enumerate(names):
+            colour = plt.get_cmap("tab20").colors[index] if many else None
+            ax.plot(severities, accuracy[name], marker="o", color=colour, label=name.replace("_", " "))
+        ax.axhline(clean_accuracy, color="black", linestyle="--", label="no corruption")
+        ax.set_xticks(severities)
+        ax.set_xlabel("severity")
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(0, 1)
+        ax.set_title(title)
+        if many:
+            ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.17))
+        else:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -105,6 +105,11 @@ def build_report(base="main", artifacts=Artifacts()):
     lines += [image("Grad-CAM of the mistakes", artifacts.gradcam_mistakes_figure), ""]
     if robustness:
         lines += ["## Robustness: accuracy under common corruptions", ""]
+        if robustness.get("source"):
+            lines += [
+                f"The published set `{robustness['source']}`, {robustness['images_per_severity']} images per severity.",
+                "",
+            ]
         lines += [robustness_table(flatten(robustness), results["robustness"]), ""]
         lines += [image("accuracy against severity", artifacts.robustness_figure), ""]
     if exported:

@@ -79,6 +79,15 @@ def robustness_table(current, base):
         if key.startswith("corruptions.") and key.endswith(".mean")
     ]
     rows.append(f"| **mean of all, every severity** | {compared(['mean_corruption_accuracy'], current, base)} |")
+    published = {  # the published CIFAR-10-C's: the papers' and RobustBench's mean, and the rest's
+        "mean_benchmark_corruption_accuracy": "**mean of the 15 benchmark corruptions (the papers', RobustBench's)**",
+        "mean_extra_corruption_accuracy": "**mean of the 4 extra corruptions**",
+    }
+    rows += [
+        f"| {label} | {compared([key], current, base)} |"
+        for key, label in published.items()
+        if key in current or key in (base or {})
+    ]
     return table("corruption", ["accuracy"], rows)
 
 
