@@ -21,6 +21,7 @@ import yaml
 from benchmarks.workspace import (
     command_env,
     dvc_command,
+    epoch_seconds,
     parse_override,
     pipeline_stages,
     run_stage,
@@ -37,13 +38,6 @@ SMOKE = {
     "robustness": {"max_images": 100},
     "export": {"representative_images": 50, "latency_runs": 5},
 }
-
-
-def epoch_seconds(root):
-    """Wall seconds of each training epoch, validation included, from the logged elapsed_s."""
-    rows = (Artifacts(root).history_dir / "train/elapsed_s.tsv").read_text().split("\n")[1:]
-    elapsed = [float(line.split("\t")[-1]) for line in rows if line]
-    return [round(b - a, 1) for a, b in zip([0.0, *elapsed], elapsed)]
 
 
 def run(source, overrides=(), smoke=False, progress=print):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from cifar.core.artifacts import Artifacts
 from cifar.core.tensorflow_log import QUIET_MARK
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -171,6 +172,13 @@ def run_stage(name, root, show_output=False):
     """Run `python -m stages.<name>` in root; returns (wall seconds, peak RSS MB)."""
     wall, peak, _ = timed([sys.executable, "-m", f"stages.{name}"], root, stage_env(), show_output)
     return wall, peak
+
+
+def epoch_seconds(root):
+    """Wall seconds of each training epoch, validation included, from the logged elapsed_s."""
+    rows = (Artifacts(root).history_dir / "train/elapsed_s.tsv").read_text().split("\n")[1:]
+    elapsed = [float(line.split("\t")[-1]) for line in rows if line]
+    return [round(b - a, 1) for a, b in zip([0.0, *elapsed], elapsed)]
 
 
 def pipeline_stages():

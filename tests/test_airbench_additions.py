@@ -78,7 +78,7 @@ def test_alternating_flip_shows_each_image_both_ways_in_turn():
 
 
 def test_convs_start_as_airbenchs_identity_plus_pytorchs_default_init(recipe):
-    model = fast_cnn(10, {**recipe, "widths": [8, 16, 24], "init": "airbench"}, images(50))
+    model = fast_cnn(10, {**recipe, "widths": [8, 16, 24], "init": "airbench", "head_unit_std": False}, images(50))
     for name in ("block1a_conv", "block1b_conv", "block2a_conv", "block3b_conv"):
         kernel = model.get_layer(name).get_weights()[0]  # (3, 3, in, out)
         channels_in = kernel.shape[2]
@@ -91,6 +91,9 @@ def test_convs_start_as_airbenchs_identity_plus_pytorchs_default_init(recipe):
             assert np.abs(rest).max() <= bound and np.abs(rest).max() > 0.8 * bound
     dense = model.get_layer("dense").get_weights()[0]
     assert np.abs(dense).max() <= 1 / np.sqrt(24)
+    # airbench94_muon's reset (the defaults): the same draw, `w *= 1 / w.std()`
+    unit = fast_cnn(10, {**recipe, "widths": [8, 16, 24], "init": "airbench"}, images(50)).get_layer("dense")
+    assert recipe["head_unit_std"] and unit.get_weights()[0].std() == pytest.approx(1, rel=1e-5)
     keras_init = fast_cnn(10, {**recipe, "widths": [8, 16, 24], "init": "keras"}, images(50))
     assert not np.any(keras_init.get_layer("block1b_conv").get_weights()[0][1, 1] == 1)
 

@@ -26,6 +26,12 @@ def bf16(values):
     return np.asarray(values, np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
 
 
+def bf16_step(values):
+    """The distance from a value to the next bfloat16 one away from zero (8 significant bits)."""
+    exponent = np.floor(np.log2(np.maximum(np.abs(values), np.finfo(np.float32).tiny)))
+    return np.ldexp(1.0, exponent.astype(int) - 7)
+
+
 def zeropower_via_newtonschulz5(G, steps=3, eps=1e-7):
     """airbench94_muon.py's function, line by line; each bfloat16 op's result rounded to bfloat16, its
     matmuls accumulated in float32 (as PyTorch's bfloat16 matmul on GPU and CPU)."""
@@ -75,10 +81,13 @@ def test_newton_schulz_is_airbench_s_in_bfloat16(shape):
     ours = newton_schulz(tf.constant(G), 3).numpy()
     reference = zeropower_via_newtonschulz5(G)
     # Both round every op to bfloat16 and sum each matmul in float32, in another order here (oneDNN),
-    # so now and then a value lands one bfloat16 step away. Measured on an Intel Xeon (AMX): equal up
-    # to (256, 576); at (256, 2304) 4e-5 of the values differ, relative distance 3e-5.
-    assert np.mean(ours != reference) <= 1e-3
-    assert relative_distance(ours, reference) <= 1e-3
+    # so some values land a bfloat16 step away: a step of the largest value, since each is a sum of
+    # rounded terms. Measured: on an Intel Xeon (AMX) equal up to (256, 576), 4e-5 of the values apart
+    # at (256, 2304); on an AMD EPYC (AVX2) 2.9% of them at (256, 576), relative distance 9.2e-4, and
+    # 0.4% at (256, 2304), 2.8e-4, none more than that one step.
+    assert np.abs(ours - reference).max() <= bf16_step(np.abs(reference).max())
+    assert np.mean(ours != reference) <= 0.05
+    assert relative_distance(ours, reference) <= 3e-3
     # what it is for: singular values pulled from their spread towards 1 (0.5-1.5 after 3 steps)
     singular = np.linalg.svd(reference.astype(np.float64), compute_uv=False)
     assert singular.min() > 0.3 and singular.max() < 1.6

@@ -13,14 +13,16 @@ import sys
 import numpy as np
 import pytest
 
+from benchmarks.recipes import SGD_RECIPE
 from benchmarks.workspace import set_params, stage_env
 from cifar.core.artifacts import Artifacts
 from cifar.network.trained import load_trained_model
 from tests.helpers import prepare_workspace, train_in_workspace
 
-# No random augmentation and synchronised BatchNorm: several devices compute what one does.
-FAST = {"epochs": 2, "batch_size": 20, "learning_rate": 0.1, "widths": [8, 16, 16], "flip": "none", "translate": 0,
-        "lookahead_every": 2, "lookahead_start_epoch": 0, "whiten_bias_epochs": 1,
+# No random augmentation and synchronised BatchNorm: several devices compute what one does. The SGD
+# recipe: the Muon one is refused over several replicas (below).
+FAST = {**SGD_RECIPE, "epochs": 2, "batch_size": 20, "learning_rate": 0.1, "widths": [8, 16, 16],
+        "flip": "none", "translate": 0, "lookahead_every": 2, "lookahead_start_epoch": 0, "whiten_bias_epochs": 1,
         "calibration_images": 0}  # fmt: skip
 
 
@@ -91,6 +93,19 @@ def test_mirrored_over_two_cpus_matches_one_device(one_device):
     output = finish(run_replicas(path, "--cpus", "2"))
     assert "strategy: mirrored (MirroredStrategy, 2 replica(s))" in output
     assert_same_training(path, one_device)
+
+
+def test_muon_over_several_replicas_is_refused_in_one_line(one_device):
+    path = workspace_copy(one_device.with_name("pristine"), one_device.with_name("muon"), strategy="mirrored")
+    set_params(path, fast={"optimizer": "muon", "schedule": "linear", "lookahead_every": 0})
+    process = run_replicas(path, "--cpus", "2")
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode != 0
+    assert (
+        "error: params.yaml: fast.optimizer muon trains on one replica only, and train.strategy mirrored gives 2; "
+        "allowed: train.strategy one_device, or fast.optimizer sgd"
+    ) in output.splitlines()
+    assert "Traceback" not in output and not Artifacts(path).model.exists()
 
 
 def free_ports(count):

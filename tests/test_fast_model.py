@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from benchmarks.recipes import SGD_RECIPE
 from benchmarks.workspace import PROJECT, set_params
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
@@ -107,12 +108,12 @@ def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visual
     from stages.visualize import visualize
 
     prepare_workspace(tmp_path, precision="auto", train_images=64, test_images=20, model="fast")
-    params = set_params(tmp_path, fast={**TINY_FAST, "ema_momentum": 0.9, "label_smoothing": 0.2})
+    params = set_params(tmp_path, fast={**TINY_FAST, "label_smoothing": 0.2})
     artifacts = Artifacts(tmp_path)
 
     model, history = train_in_workspace(tmp_path)
     assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
-    assert type(model.optimizer).__name__ == "SGD" and model.optimizer.use_ema and model.optimizer.nesterov
+    assert type(model.optimizer).__name__ == "AirbenchMuon"  # the defaults: airbench94_muon's optimizers
     assert model.loss.label_smoothing == 0.2
     loaded = load_trained_model(Artifacts(tmp_path).model)
     batch = images(4)
@@ -138,7 +139,7 @@ def test_model_name_selects_the_builder(recipe):
 def test_weight_average_survives_a_kill_after_the_last_checkpoint(tmp_path):
     """The last checkpoint holds the raw weights; a resumed run must still end on their moving average."""
     prepare_workspace(tmp_path, precision="float32", train_images=64, test_images=20, model="fast")
-    set_params(tmp_path, fast={**TINY_FAST, "epochs": 2, "ema_momentum": 0.5})
+    set_params(tmp_path, fast={**SGD_RECIPE, **TINY_FAST, "epochs": 2, "ema_momentum": 0.5})  # SGD's average
 
     class Crash(Exception):
         pass
@@ -154,5 +155,6 @@ def test_weight_average_survives_a_kill_after_the_last_checkpoint(tmp_path):
     with pytest.raises(Crash):
         train_in_workspace(tmp_path, callbacks=[crash])
     resumed, _ = train_in_workspace(tmp_path)
+    assert type(resumed.optimizer).__name__ == "SGD" and resumed.optimizer.use_ema and resumed.optimizer.nesterov
     for ours, theirs in zip(resumed.get_weights(), crash.final, strict=True):
         np.testing.assert_allclose(ours, theirs, atol=1e-6)

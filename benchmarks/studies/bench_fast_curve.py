@@ -20,8 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.bench_fast import epoch_seconds
-from benchmarks.workspace import parse_override, run_stage, scratch_workspace, set_params
+from benchmarks.workspace import epoch_seconds, parse_override, run_stage, scratch_workspace, set_params
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import describe_cpu
 

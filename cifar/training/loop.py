@@ -102,6 +102,14 @@ def set_up(definition, settings, recipe, artifacts):
     keras.utils.set_random_seed(settings["seed"])
     configure_tensorflow()
     strategy = distribute.make_strategy(settings["strategy"])
+    if recipe.get("optimizer") == "muon" and strategy.num_replicas_in_sync > 1:
+        # Measured: over two replicas it trains other weights than one device does (0.2-1.0 apart after
+        # 10 steps of the tiny test model, where the SGD recipe agrees to 2e-4), not yet explained.
+        raise PipelineError(
+            f"params.yaml: fast.optimizer muon trains on one replica only, and train.strategy "
+            f"{settings['strategy']} gives {strategy.num_replicas_in_sync}; allowed: train.strategy one_device, "
+            "or fast.optimizer sgd"
+        )
     chief = distribute.is_chief(strategy)
     key = run_key(settings, recipe, artifacts)
     state = artifacts.train_state / (key if chief else f"{key}-{distribute.worker_name(strategy)}")
