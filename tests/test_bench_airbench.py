@@ -81,19 +81,21 @@ def coloured_classes(count, seed):
     return images, labels
 
 
-@needs_reference
-def test_reference_trains_on_our_arrays_and_reports_its_accuracy_and_speed(tmp_path):
-    images, labels = coloured_classes(712, seed=0)
+def prepared_arrays(tmp_path, count, train):
+    """`count` coloured_classes images as preprocess's arrays in tmp_path/prepared, the first `train` to train on."""
+    images, labels = coloured_classes(count, seed=0)
     prepared = tmp_path / "prepared"
     prepared.mkdir()
-    for name, array in {
-        "x_train": images[:512],
-        "y_train": labels[:512],
-        "x_test": images[512:],
-        "y_test": labels[512:],
-    }.items():
+    arrays = {"x_train": images[:train], "y_train": labels[:train], "x_test": images[train:], "y_test": labels[train:]}
+    for name, array in arrays.items():
         np.save(prepared / f"{name}.npy", array)
     (prepared / "classes.json").write_text(json.dumps([f"class{i}" for i in range(10)]))
+    return prepared
+
+
+@needs_reference
+def test_reference_trains_on_our_arrays_and_reports_its_accuracy_and_speed(tmp_path):
+    prepared = prepared_arrays(tmp_path, 712, train=512)
     out = tmp_path / "reference.json"
     command = [sys.executable, "-m", "benchmarks.bench_airbench", "--data", str(prepared), "--epochs", "2"]
     command += ["--batch-size", "64", "--widths", "8", "32", "32", "--reference", str(REFERENCE), "--json", str(out)]
@@ -134,17 +136,7 @@ def test_speed_anchor_times_both_sides_in_turn(tmp_path):
 
 @needs_muon_reference
 def test_the_muon_reference_trains_at_the_given_widths_on_our_arrays(tmp_path):
-    images, labels = coloured_classes(4200, seed=0)  # two batches of its fixed 2,000: 16 steps in 8 epochs
-    prepared = tmp_path / "prepared"
-    prepared.mkdir()
-    for name, array in {
-        "x_train": images[:4000],
-        "y_train": labels[:4000],
-        "x_test": images[4000:],
-        "y_test": labels[4000:],
-    }.items():
-        np.save(prepared / f"{name}.npy", array)
-    (prepared / "classes.json").write_text(json.dumps([f"class{i}" for i in range(10)]))
+    prepared = prepared_arrays(tmp_path, 4200, train=4000)  # two batches of its fixed 2,000: 16 steps in 8 epochs
     out = tmp_path / "muon.json"
     command = [sys.executable, "-m", "benchmarks.bench_airbench", "--peer", "airbench94_muon", "--data", str(prepared)]
     command += ["--widths", "32", "64", "64", "--reference", str(MUON_REFERENCE), "--json", str(out)]
