@@ -39,13 +39,13 @@ def published_accuracy(predict, published, labels, progress=print):
     """{corruption: [accuracy at severity 1..5]} of `predict` on every image of each severity's block of the
     published set (`labels`: the model's class indices), CHUNK images at a time, with progress and time left."""
     per_severity, total, start = published.per_severity, len(published.arrays) * SEVERITIES, time.perf_counter()
-    results = {}
+    results, done = {}, 0
     for name, images in published.arrays.items():
         results[name] = []
         for severity in range(1, SEVERITIES + 1):
             block = slice((severity - 1) * per_severity, severity * per_severity)
             results[name].append(accuracy_of(predict, images[block], labels[block]))
-            done, elapsed = len(results) * SEVERITIES - SEVERITIES + severity, time.perf_counter() - start
+            done, elapsed = done + 1, time.perf_counter() - start
             progress(
                 f"[{done}/{total}] {name} severity {severity}: accuracy {results[name][-1]:.4f} "
                 f"({elapsed:.0f} s, about {elapsed / done * (total - done):.0f} s left)"
