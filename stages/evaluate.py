@@ -18,7 +18,7 @@ import numpy as np
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
 from cifar.core.atomic import save_figure, write_json, write_text
-from cifar.core.params import choice, load_params, non_negative_int, positive_int, read_params_file
+from cifar.core.params import Rule, load_params, non_negative_int, positive_int
 from cifar.evaluation import tta
 
 # params.yaml's `evaluate` section (each key is documented there); `tta.<model>`'s rule is tta.TTA_LEVEL
@@ -27,6 +27,7 @@ EVALUATE = {
     "seed": non_negative_int(),
     "mistakes": positive_int("an integer from 1 to 64", maximum=64),
 }
+MODEL_NAME = Rule((str,), "a model's name, as train.model", pattern=r"[a-z][a-z0-9_]*")
 
 
 def evaluate(settings, tta_level=0, artifacts=Artifacts()):
@@ -101,9 +102,9 @@ def write_tables_and_figures(model, arrays, classes, probabilities, metrics, set
 
 def main(argv=None):
     cli.parser("stages.evaluate", __doc__).parse_args(argv)
-    # The models are those with a `tta` level: evaluate needs no model zoo (and so no training code).
-    models = tuple(read_params_file().get("tta") or {})
-    params = load_params({"evaluate": EVALUATE, "train.model": choice(*models)})
+    # train.model is checked by train against the models; here it only names the key `tta.<model>`, so that
+    # evaluate runs no training code (a model without a level is a missing key, in one line)
+    params = load_params({"evaluate": EVALUATE, "train.model": MODEL_NAME})
     tta_key = f"tta.{params['train.model']}"  # the model in use's; dvc.yaml lists the same key
     evaluate(params["evaluate"], load_params({tta_key: tta.TTA_LEVEL})[tta_key])
 

@@ -1,9 +1,11 @@
 """Stage train: fit the model chosen by `train.model`, checkpointed after every epoch.
 
 Reads the prepared arrays, params.yaml's `train` section (model, precision, strategy, seed) and the
-chosen model's recipe, the section named like it (`seed_cnn`: the tutorial's Adamax with its
-exponential decay; `fast`: Nesterov SGD, by default airbench's triangular rate (up over the first
-epochs, then down), label smoothing, airbench's lookahead, optionally an average of the weights).
+chosen model's recipe, the section named like it: `seed_cnn`, the tutorial's (Adamax with its
+exponential decay per epoch); `airbench94_muon`, airbench94_muon's (Muon for the conv filters and
+Nesterov SGD for the rest, every rate falling linearly to 0, label smoothing, the whitening bias frozen
+after 3 epochs); `airbench94`, airbench94's (Nesterov SGD on airbench's triangular rate, label
+smoothing, lookahead).
 With `calibration_images` > 0, that many training images are held out and a temperature fitted on
 them at the end, which the saved model applies to its class scores (cifar/calibration).
 Killed at any moment, the next run resumes from the last completed epoch and ends with the same
@@ -17,20 +19,20 @@ import sys
 
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
-from cifar.core.params import load_params
+from cifar.core.params import check_section, read_params_file
 
 
 def main(argv=None):
     cli.parser("stages.train", __doc__).parse_args(argv)
     # After the arguments: TensorFlow takes seconds to import, and --help needs none of it.
-    from cifar.models import TRAIN_RULES, model_definition
+    from cifar import models
     from cifar.training.loop import train
 
-    settings = load_params({"train": TRAIN_RULES})["train"]
+    params = read_params_file()
+    models.refuse_renamed(params)
+    settings = check_section(params, "train", models.TRAIN_RULES)
     name = settings["model"]
-    definition = model_definition(name)  # cifar/models/<name>.py
-    recipe = load_params({name: definition.RECIPE})[name]
-    train(definition, settings, recipe, Artifacts())
+    train(models.model(name), settings, models.recipe(name, params), Artifacts())
 
 
 if __name__ == "__main__":

@@ -12,16 +12,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from benchmarks.recipes import TINY
 from benchmarks.workspace import PROJECT, run_command, set_params, stage_env
 from cifar.core.artifacts import Artifacts
 from stages.preprocess import preprocess
 from tests.datagen import write_cifar_archive
 
-# The tutorial's recipe, shrunk: keys of params.yaml's `seed_cnn` section, and train.seed.
-TINY_RECIPE = {"epochs": 2, "batch_size": 16, "learning_rate": 0.005, "lr_decay": 0.9}
-TINY_SEED = 7
-# The fast model's default holds out 2,000 training images for its temperature: on tiny data, a few
-TINY_CALIBRATION_IMAGES = 10
+TINY_SEED = 7  # train.seed of the tiny workspaces
 TRAIN_KEYS = ("model", "precision", "strategy", "seed")
 
 
@@ -31,7 +28,8 @@ def prepare_workspace(path, *, precision, train_images=100, test_images=40, **tr
     `precision` (train.precision) is required: a test that compares numbers between runs
     or devices needs "float32", since `auto` is bfloat16 on CPUs with bfloat16 units, whose
     rounding differences grow quickly over training steps (tests/test_distribute.py).
-    `train_params`: keys of the `train` section (model, strategy, seed) and of the `seed_cnn` recipe.
+    `train_params`: keys of the `train` section (model, strategy, seed) and of the chosen model's recipe
+    (`seed_cnn` by default), over its tiny one (benchmarks/recipes.py's TINY); every model's section is tiny.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -43,49 +41,50 @@ def prepare_workspace(path, *, precision, train_images=100, test_images=40, **tr
     shutil.copyfile(archive, artifacts.raw_dataset)
     train = {key: value for key, value in train_params.items() if key in TRAIN_KEYS}
     recipe = {key: value for key, value in train_params.items() if key not in TRAIN_KEYS}
+    model = train.get("model", "seed_cnn")
     params = set_params(
         path,
         fetch={"source": str(archive)},
         preprocess={"max_train_images": train_images, "max_test_images": test_images},
         train={"seed": TINY_SEED, "precision": precision, **train},
-        seed_cnn={**TINY_RECIPE, **recipe},
-        fast={"calibration_images": TINY_CALIBRATION_IMAGES},
+        **{name: {**tiny, **(recipe if name == model else {})} for name, tiny in TINY.items()},
     )
     preprocess(params["preprocess"], artifacts, progress=lambda m: None)
     return params
 
 
-# The one tiny trained model of each kind that tests share (tests/conftest.py: trained_workspace):
-# above chance on its 100 test images (measured on an AMD EPYC Zen 5: seed_cnn 0.9, fast 0.5 in
-# float32 and 0.56 in bfloat16), with mistakes and classes of unequal accuracy, so that a stage that
-# mixes up images, labels or classes shows it.
-SHARED_TRAINING = {
-    "seed_cnn": {"epochs": 2},
-    "fast": {"fast": {"epochs": 5, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5}},
-}
+# The one tiny trained model of each kind that tests share (tests/conftest.py: trained_workspace), over
+# its TINY recipe: above chance on its 100 test images (measured on an AMD EPYC Zen 5: seed_cnn 0.9,
+# airbench94_muon 0.5 in float32 and 0.56 in bfloat16), with mistakes and classes of unequal accuracy, so
+# that a stage that mixes up images, labels or classes shows it.
+SHARED_TRAINING = {"seed_cnn": {}, "airbench94_muon": {"epochs": 5}}
 SHARED_IMAGES = {"train_images": 200, "test_images": 100}
 
 
 def train_shared_workspace(path, model, precision):
     """A workspace in `path` with `model` trained in `precision` as SHARED_TRAINING says."""
-    recipe = dict(SHARED_TRAINING[model])
-    fast = recipe.pop("fast", None)
-    prepare_workspace(path, precision=precision, model=model, **SHARED_IMAGES, **recipe)
-    if fast:
-        set_params(path, fast=fast)
+    prepare_workspace(path, precision=precision, model=model, **SHARED_IMAGES, **SHARED_TRAINING[model])
     train_in_workspace(path)
     return path
 
 
-def training_params(path):
-    """(the chosen model's definition, train settings, its recipe) from the params.yaml in `path`, validated."""
-    from cifar.core.params import load_params
-    from cifar.models import TRAIN_RULES, model_definition
+def tiny_recipe(name, **changes):
+    """Model `name`'s Recipe: params.yaml's section with its TINY values and `changes` over it, checked."""
+    from cifar import models
+    from cifar.core.params import read_params_file
 
-    settings = load_params({"train": TRAIN_RULES}, Path(path) / "params.yaml")["train"]
-    name = settings["model"]
-    definition = model_definition(name)
-    return definition, settings, load_params({name: definition.RECIPE}, Path(path) / "params.yaml")[name]
+    params = read_params_file(PROJECT / "params.yaml")
+    return models.recipe(name, {name: {**params[name], **TINY[name], **changes}})
+
+
+def training_params(path):
+    """(the chosen model's module, train settings, its Recipe) from the params.yaml in `path`, validated."""
+    from cifar import models
+    from cifar.core.params import check_section, read_params_file
+
+    params = read_params_file(Path(path) / "params.yaml")
+    settings = check_section(params, "train", models.TRAIN_RULES)
+    return models.model(settings["model"]), settings, models.recipe(settings["model"], params)
 
 
 def keras_probabilities(artifacts, images):
@@ -177,8 +176,8 @@ def train_in_workspace(path, callbacks=()):
     """The train stage's work, in this process, on workspace `path` (every input and output under it)."""
     from cifar.training.loop import train
 
-    spec, settings, recipe = training_params(path)
-    return train(spec, settings, recipe, Artifacts(path), callbacks=callbacks)
+    model, settings, recipe = training_params(path)
+    return train(model, settings, recipe, Artifacts(path), callbacks=callbacks)
 
 
 def run_stage_process(stage, cwd, check=True, timeout=300, **popen_options):

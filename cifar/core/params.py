@@ -8,7 +8,7 @@ each section live beside the code that uses it (e.g. cifar/data/params.py).
 import difflib
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -94,6 +94,16 @@ def fraction(description="a number from 0 to 1"):
 
 def boolean():
     return Rule((bool,), "true or false")
+
+
+def param(rule):
+    """A field of a recipe dataclass, checked by `rule` when its section of params.yaml is read."""
+    return field(metadata={"rule": rule})
+
+
+def rules_of(recipe_class):
+    """{key: rule} of a recipe dataclass whose fields are `param`s: its section's rules."""
+    return {item.name: item.metadata["rule"] for item in fields(recipe_class)}
 
 
 def check_section(params, section, rules):

@@ -1,15 +1,18 @@
-"""The models `train.model` can name: one module of this package each, named like the model, holding all
-that differs between models:
+"""The models `train.model` can name: one module of this package each, named like the model, owning all
+of its training. The loop (cifar/training/loop.py) asks the module, and nothing else, for:
 
-- `RECIPE`: the rules of the model's section of params.yaml (cifar/training/loop.py's RECIPE_RULES and
-  its own keys);
-- `build(num_classes, recipe, train_images, seed, replicas)`: the network, uncompiled, starting from
+- `Recipe`: a frozen dataclass of its params.yaml section (the section named like the model), extending
+  cifar/training/recipe.py's TrainingRecipe; each field's rule is beside it (`param(rule)`);
+- `check(recipe, replicas)`: PipelineError for what the model cannot do (e.g. a limit on replicas);
+- `build(recipe, num_classes, train_images, seed, replicas)`: the network, uncompiled, starting from
   cifar.network.layers' `normalized_input` and ending in a float32 softmax;
 - `optimizer(recipe, steps_per_epoch)`: its Keras optimizer, holding its learning-rate schedule;
+- `loss(recipe)`: its Keras loss;
+- `batching(recipe)`: how its training batches are drawn (cifar/training/batches.py's Batching);
 - `callbacks(recipe, steps_per_epoch)`: the Keras callbacks its training adds.
 
-The training loop reads everything else from the recipe by its documented keys. Found by listing the
-package, so adding a model is a module here and its section in params.yaml (docs/layout.md). Only the
+Found by listing the package (a module defining `Recipe` is a model; airbench_net.py is what two models
+share), so adding a model is a module here and its section in params.yaml (docs/layout.md). Only the
 train stage uses this package; the other stages load the trained model without it (cifar.network).
 """
 
@@ -17,7 +20,7 @@ import importlib
 import pkgutil
 
 from cifar.core.errors import PipelineError
-from cifar.core.params import choice, non_negative_int
+from cifar.core.params import check_section, choice, non_negative_int, rules_of
 from cifar.training.distribute import STRATEGIES
 from cifar.training.precision import CHOICES as PRECISIONS
 
@@ -29,24 +32,26 @@ def _discover():
     found = {}
     for module in pkgutil.iter_modules(__path__):
         definition = importlib.import_module(f"{__name__}.{module.name}")
-        if hasattr(definition, "RECIPE"):
+        if hasattr(definition, "Recipe"):
             found[module.name] = definition
     return dict(sorted(found.items(), key=lambda item: (item[0] != FIRST, item[0])))
 
 
 MODELS = _discover()  # name -> its module
-MODEL_NAMES = tuple(MODELS)
 
-# params.yaml's `train` section; the chosen model's own section has its RECIPE's rules
+# params.yaml's `train` section; the chosen model's own section has its Recipe's rules
 TRAIN_RULES = {
-    "model": choice(*MODEL_NAMES),
+    "model": choice(*MODELS),
     "precision": choice(*PRECISIONS),  # cifar/training/precision.py
     "strategy": choice(*STRATEGIES),  # cifar/training/distribute.py
     "seed": non_negative_int(),
 }
 
+# Models of earlier versions, and what replaced them: a params.yaml naming one is refused, not half-read.
+RENAMED = {"fast": "airbench94_muon (its defaults, Muon) or airbench94 (its SGD recipe)"}
 
-def model_definition(name):
+
+def model(name):
     """The module of cifar/models that defines model `name`."""
     try:
         return MODELS[name]
@@ -54,6 +59,26 @@ def model_definition(name):
         raise PipelineError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
 
 
-def build_model(name, num_classes, recipe, train_images=None, seed=0, replicas=1):
-    """A fresh, uncompiled model `name` for `recipe` (the fast model whitens `train_images`)."""
-    return model_definition(name).build(num_classes, recipe, train_images, seed, replicas)
+def recipe(name, params):
+    """Model `name`'s Recipe from the params mapping `params` (its section `name`, every key checked)."""
+    recipe_class = model(name).Recipe
+    return recipe_class(**check_section(params, name, rules_of(recipe_class)))
+
+
+def refuse_renamed(params):
+    """PipelineError when `params` still names a model that was renamed, as train.model, a section or a tta key."""
+    for old, new in RENAMED.items():
+        named = [
+            where
+            for where, present in (
+                (f"train.model {old}", (params.get("train") or {}).get("model") == old),
+                (f"section {old}", old in params),
+                (f"tta.{old}", old in (params.get("tta") or {})),
+            )
+            if present
+        ]
+        if named:
+            raise PipelineError(
+                f"params.yaml: {', '.join(named)}: the model {old!r} is now two models; allowed: {new} "
+                f"(rename the section, train.model and tta.{old} to one of them)"
+            )

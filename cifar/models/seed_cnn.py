@@ -1,24 +1,30 @@
 """`train.model: seed_cnn`: the tutorial's CNN and its recipe (params.yaml's `seed_cnn` section): its
-rules, the network layer for layer, and its training (Adamax, the tutorial's exponential decay per epoch).
+`Recipe`, the network layer for layer, and its training (Adamax, the tutorial's exponential decay per
+epoch, plain cross-entropy, plain shuffled batches, any number of replicas).
 """
+
+from dataclasses import dataclass
 
 import keras
 from keras import layers
 
-from cifar.core.params import choice, positive_number
+from cifar.core.params import choice, param, positive_number
 from cifar.network.layers import normalized_input
-from cifar.training import schedules
-from cifar.training.loop import RECIPE_RULES
+from cifar.training.batches import Batching
+from cifar.training.recipe import TrainingRecipe
+from cifar.training.schedules import WARMUP_EPOCHS, recipe_warmup_cosine
 
-RECIPE = {
-    **RECIPE_RULES,
+
+@dataclass(frozen=True)
+class Recipe(TrainingRecipe):
+    learning_rate: float = param(positive_number())  # Adamax's; the peak rate for warmup_cosine
     # exponential: the tutorial's, per epoch; warmup_cosine: linear warm-up, then cosine decay to 0, per step
-    "schedule": choice("exponential", "warmup_cosine"),
-    "lr_decay": positive_number("a number in (0, 1]", maximum=1),
-}
+    schedule: str = param(choice("exponential", "warmup_cosine"))
+    lr_decay: float = param(positive_number("a number in (0, 1]", maximum=1))  # exponential only
+    warmup_epochs: float = param(WARMUP_EPOCHS)  # warmup_cosine only
 
 
-def build(num_classes=10, recipe=None, train_images=None, seed=0, replicas=1):
+def build(recipe=None, num_classes=10, train_images=None, seed=0, replicas=1):
     """The tutorial's CNN, layer for layer (1,084,234 trainable parameters for 10 classes); it has no
     choices, so it takes the recipe, images, seed and replicas every model's `build` is given and uses none."""
     inputs, x = normalized_input()
@@ -63,17 +69,35 @@ def build(num_classes=10, recipe=None, train_images=None, seed=0, replicas=1):
 # Training: what the loop (cifar/training/loop.py) asks of every model, besides `build`.
 
 
+def check(recipe, replicas):
+    """Nothing this model cannot do: it trains on any number of replicas."""
+
+
 def optimizer(recipe, steps_per_epoch):
     """The tutorial's Adamax: at its starting rate (the exponential decay sets each epoch's, see
     `callbacks`), or on a warm-up and cosine decay per step."""
-    if recipe["schedule"] == "exponential":
-        return keras.optimizers.Adamax(recipe["learning_rate"])
-    return keras.optimizers.Adamax(schedules.recipe_warmup_cosine(recipe, steps_per_epoch))
+    if recipe.schedule == "exponential":
+        return keras.optimizers.Adamax(recipe.learning_rate)
+    return keras.optimizers.Adamax(recipe_warmup_cosine(recipe, steps_per_epoch))
+
+
+def loss(recipe):
+    """The tutorial's categorical cross-entropy."""
+    return keras.losses.CategoricalCrossentropy()
+
+
+def batching(recipe):
+    """The tutorial's batches: shuffled, every image, no flips."""
+    return Batching()
+
+
+def exponential(learning_rate, decay):
+    """The tutorial's schedule: the rate of epoch e is INIT_LR * decay ** e."""
+    return lambda epoch: learning_rate * decay**epoch
 
 
 def callbacks(recipe, steps_per_epoch):
     """The tutorial's LearningRateScheduler for its exponential decay per epoch; none for the cosine."""
-    if recipe["schedule"] == "exponential":
-        rate = schedules.exponential(recipe["learning_rate"], recipe["lr_decay"])
-        return [keras.callbacks.LearningRateScheduler(rate, verbose=1)]
+    if recipe.schedule == "exponential":
+        return [keras.callbacks.LearningRateScheduler(exponential(recipe.learning_rate, recipe.lr_decay), verbose=1)]
     return []

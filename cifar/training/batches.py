@@ -1,19 +1,29 @@
 """The training batches: a reproducible shuffle per epoch, gathered from uint8 arrays in memory."""
 
+from dataclasses import dataclass
+
 import tensorflow as tf
 
 
-def training_batches(x, y, batch_size, seed, first_epoch, epochs, alternating_flip=False, drop_last_batch=False):
+@dataclass(frozen=True)
+class Batching:
+    """How a model's training batches are drawn, beyond the shuffle (each model's `batching(recipe)`)."""
+
+    alternating_flip: bool = False
+    drop_last_batch: bool = False
+
+
+def training_batches(x, y, batch_size, seed, first_epoch, epochs, batching=Batching()):
     """Shuffled batches for epochs first_epoch..epochs-1: uint8 images and one-hot labels.
 
     Each epoch's order is a stateless shuffle keyed by (seed, epoch), so a run
     resumed at epoch k sees exactly the batches an uninterrupted run would.
     The images stay uint8 in memory; batches are gathered on the fly.
 
-    `alternating_flip`: airbench's flipping. A random half of the images (chosen once, by
+    `batching.alternating_flip`: airbench's flipping. A random half of the images (chosen once, by
     seed) is mirrored in even epochs and the other half in odd ones, so every image is seen
     both ways in any two consecutive epochs, which random flips per step do not guarantee.
-    `drop_last_batch`: each epoch's last, partial batch is left out (airbench's loader), so that
+    `batching.drop_last_batch`: each epoch's last, partial batch is left out (airbench's loader), so that
     no step runs on a few images with noisy BatchNorm statistics.
     """
     images, labels = tf.constant(x), tf.constant(y)
@@ -25,13 +35,13 @@ def training_batches(x, y, batch_size, seed, first_epoch, epochs, alternating_fl
         )
         return (
             tf.data.Dataset.from_tensor_slices(order)
-            .batch(batch_size, drop_remainder=drop_last_batch)
+            .batch(batch_size, drop_remainder=batching.drop_last_batch)
             .map(lambda index: (index, epoch))
         )
 
     def gather(index, epoch):
         batch = tf.gather(images, index)
-        if alternating_flip:
+        if batching.alternating_flip:
             mirror = tf.not_equal(tf.gather(first_way, index), tf.equal(epoch % 2, 1))
             batch = tf.where(mirror[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
         return batch, tf.gather(labels, index)

@@ -95,24 +95,3 @@ def dvclive_logger(history, directory, params):
         live.next_step()
     live.log_params(params)
     return DVCLiveCallback(live=live)
-
-
-class FreezeAfter(keras.callbacks.Callback):
-    """Stops training one ScaledBias layer from epoch `epochs` on (airbench's whitening bias, after 3 epochs).
-
-    The layer's value is read through stop_gradient from then on, so it has no gradient and the
-    optimizer leaves it alone entirely (no momentum, no weight decay), as PyTorch does for a
-    parameter with requires_grad False; the training step is traced again once, at the switch.
-    Set at each epoch's start from the epoch alone, so a resumed run freezes it as an uninterrupted one.
-    """
-
-    def __init__(self, layer_name, epochs):
-        super().__init__()
-        self.layer_name, self.epochs = layer_name, epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        layer = self.model.get_layer(self.layer_name)
-        frozen = epoch >= self.epochs
-        if layer.frozen != frozen:
-            layer.frozen = frozen
-            self.model.make_train_function(force=True)

@@ -1,9 +1,10 @@
 """The train stage's work, in four phases: set up, build or resume, fit, save.
 
-The stage passes the model's definition (its module of cifar/models: `build`, `optimizer` and
-`callbacks`) and its recipe (the params.yaml section named like the model, checked); nothing here
-asks which model it is. What the loop itself reads of a recipe is RECIPE_RULES' keys and the
-optional keys of `batching` and `compile_model`.
+The stage passes the model (its module of cifar/models) and its recipe (that module's `Recipe`, built
+from the params.yaml section named like the model). The loop asks the model for everything that
+differs between models: `check(recipe, replicas)`, `build`, `optimizer`, `loss`, `batching` and
+`callbacks`; of the recipe it reads only what every recipe has (cifar/training/recipe.py: epochs,
+batch_size, calibration_images). Nothing here asks which model it is.
 Training runs under the tf.distribute strategy of `train.strategy`; every epoch is
 checkpointed, and a run killed at any moment resumes from its last completed epoch
 and ends with the same weights as an uninterrupted run (cifar/training/resume.py).
@@ -11,6 +12,7 @@ Under a multi-worker strategy every worker trains and checkpoints; only the chie
 writes the model and the reports.
 """
 
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -24,27 +26,10 @@ from cifar.core.atomic import atomic_path, write_json
 from cifar.core.codegraph import files_run_by
 from cifar.core.cpu import describe_cpu
 from cifar.core.errors import PipelineError
-from cifar.core.params import Rule, non_negative_int, positive_int, positive_number
 from cifar.core.runtime import configure_tensorflow
 from cifar.training import callbacks as cb
-from cifar.training import (
-    distribute,
-    precision,
-    resume,
-    schedules,  # noqa: F401  registers schedules.Triangle, which checkpoints hold
-)
-from cifar.training.batches import training_batches
-
-# The keys every model's recipe has (each model's RECIPE starts with these rules): the loop reads
-# epochs, batch_size and calibration_images; each model's optimizer reads learning_rate and warmup_epochs.
-RECIPE_RULES = {
-    "epochs": positive_int(),
-    "batch_size": positive_int(),
-    "learning_rate": positive_number(),
-    "warmup_epochs": Rule((int, float), "a number of epochs from 0 to 100", minimum=0, maximum=100),
-    # training images held out of training to fit the temperature (cifar/calibration); 0 = off
-    "calibration_images": non_negative_int("an integer >= 0 (0 = no temperature scaling)"),
-}
+from cifar.training import distribute, precision, resume
+from cifar.training.batches import Batching, training_batches
 
 VALIDATION_BATCH_SIZE = 256  # the end-of-epoch test-set pass; its results do not depend on it
 
@@ -56,95 +41,79 @@ CODE_FILES = files_run_by("stages.train")
 def run_key(settings, recipe, artifacts, code_files=CODE_FILES):
     """The resume key of a training run: its params, its prepared data and the code it runs."""
     data_files = sorted(artifacts.prepared_dir.glob("*.npy"))
-    return resume.run_key({"train": settings, "recipe": recipe}, data_files, code_files)
+    return resume.run_key({"train": settings, "recipe": dataclasses.asdict(recipe)}, data_files, code_files)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
-    """What the phases share: the params, the data, and where and how this process trains."""
+    """What the phases share: the model and its params, the data, and where and how this process trains."""
 
-    definition: object  # the model's module of cifar/models
-    settings: dict
-    recipe: dict
+    model: object  # the model's module of cifar/models
+    settings: dict  # params.yaml's `train` section
+    recipe: object  # the model's Recipe
     artifacts: Artifacts
-    arrays: dict
+    arrays: dict  # the prepared arrays, less the held-out images
     classes: list
+    held_out: dict  # x and y of the training images kept out of training to fit the temperature
     strategy: object
     chief: bool
     policy: str
     state: Path  # this run's checkpoint folder
+    batching: Batching
     steps_per_epoch: int
-    alternating_flip: bool
-    drop_last_batch: bool
-    held_out: dict  # x and y of the training images kept out of training to fit the temperature
 
 
-def train(definition, settings, recipe, artifacts=Artifacts(), callbacks=()):
-    """Train (or resume) the model of `definition` with `recipe` and write it; returns the model and its history."""
-    run = set_up(definition, settings, recipe, artifacts)
-    model, done, history = build_or_resume(run)
-    history = fit(run, model, done, history, callbacks)
-    return save(run, model), history
+def train(model, settings, recipe, artifacts=Artifacts(), callbacks=()):
+    """Train (or resume) `model` (a module of cifar/models) with `recipe` and write it; returns the trained
+    Keras model and its history."""
+    run = set_up(model, settings, recipe, artifacts)
+    network, done, history = build_or_resume(run)
+    history = fit(run, network, done, history, callbacks)
+    return save(run, network), history
 
 
-def batching(recipe):
-    """(alternating_flip, drop_last_batch): the fast model's `flip: alternating` and `drop_last_batch`
-    (airbench's), done by the training batches; a recipe without the keys (the tutorial's) has neither."""
-    return recipe.get("flip") == "alternating", recipe.get("drop_last_batch", False)
-
-
-def set_up(definition, settings, recipe, artifacts):
+def set_up(model, settings, recipe, artifacts):
     """Seeds, TensorFlow's settings, the data, the strategy and precision, and this run's state folder."""
     arrays, classes = artifacts.load_prepared()
-    trained_on, kept_out = holdout_split(len(arrays["y_train"]), recipe["calibration_images"], settings["seed"])
+    trained_on, kept_out = holdout_split(len(arrays["y_train"]), recipe.calibration_images, settings["seed"])
     held_out = {"x": arrays["x_train"][kept_out], "y": arrays["y_train"][kept_out]}
     arrays = {**arrays, "x_train": arrays["x_train"][trained_on], "y_train": arrays["y_train"][trained_on]}
     keras.utils.set_random_seed(settings["seed"])
     configure_tensorflow()
     strategy = distribute.make_strategy(settings["strategy"])
-    if recipe.get("optimizer") == "muon" and strategy.num_replicas_in_sync > 1:
-        # Measured: over two replicas it trains other weights than one device does (0.2-1.0 apart after
-        # 10 steps of the tiny test model, where the SGD recipe agrees to 2e-4), not yet explained.
-        raise PipelineError(
-            f"params.yaml: fast.optimizer muon trains on one replica only, and train.strategy "
-            f"{settings['strategy']} gives {strategy.num_replicas_in_sync}; allowed: train.strategy one_device, "
-            "or fast.optimizer sgd"
-        )
+    model.check(recipe, strategy.num_replicas_in_sync)  # what the model cannot do, before any work
     chief = distribute.is_chief(strategy)
     key = run_key(settings, recipe, artifacts)
-    state = artifacts.train_state / (key if chief else f"{key}-{distribute.worker_name(strategy)}")
     policy = precision.resolve(settings["precision"])
     print(f"precision: {policy} (train.precision: {settings['precision']}; CPU: {describe_cpu()})")
     print(f"strategy: {settings['strategy']} ({distribute.describe(strategy)})")
-    alternating_flip, drop_last_batch = batching(recipe)
-    name = settings["model"]
-    steps_per_epoch = epoch_steps(len(arrays["y_train"]), recipe["batch_size"], drop_last_batch, name)
+    batching = model.batching(recipe)
     return Run(
-        definition,
-        settings,
-        recipe,
-        artifacts,
-        arrays,
-        classes,
-        strategy,
-        chief,
-        policy,
-        state,
-        steps_per_epoch,
-        alternating_flip,
-        drop_last_batch,
-        held_out,
+        model=model,
+        settings=settings,
+        recipe=recipe,
+        artifacts=artifacts,
+        arrays=arrays,
+        classes=classes,
+        held_out=held_out,
+        strategy=strategy,
+        chief=chief,
+        policy=policy,
+        state=artifacts.train_state / (key if chief else f"{key}-{distribute.worker_name(strategy)}"),
+        batching=batching,
+        steps_per_epoch=epoch_steps(len(arrays["y_train"]), recipe.batch_size, batching, settings["model"]),
     )
 
 
-def epoch_steps(images, batch_size, drop_last_batch, model):
-    """Steps per epoch: every batch, or only the full ones (then at least one is needed)."""
-    if not drop_last_batch:
+def epoch_steps(images, batch_size, batching, section):
+    """Steps per epoch: every batch, or only the full ones (then at least one is needed). `section`: the
+    recipe's section of params.yaml, for the error."""
+    if not batching.drop_last_batch:
         return math.ceil(images / batch_size)
     if images < batch_size:
         raise PipelineError(
-            f"params.yaml: {model}.batch_size is {batch_size}, more than the {images} training images, and "
-            f"{model}.drop_last_batch is true: no full batch; allowed: a batch_size of at most {images}"
+            f"params.yaml: {section}.batch_size is {batch_size}, more than the {images} training images, and "
+            f"{section}.drop_last_batch is true: no full batch; allowed: a batch_size of at most {images}"
         )
     return images // batch_size
 
@@ -154,34 +123,29 @@ def build_or_resume(run):
     done, checkpoint, history = resume.latest_checkpoint(run.state)
     distribute.agree_on_epoch(run.strategy, done)
     if checkpoint is not None:
-        print(f"resuming from {checkpoint} ({done} of {run.recipe['epochs']} epochs done)")
+        print(f"resuming from {checkpoint} ({done} of {run.recipe.epochs} epochs done)")
         with run.strategy.scope():
             return keras.models.load_model(checkpoint), done, history  # optimizer, schedule and step too
     replicas = run.strategy.num_replicas_in_sync
     with precision.building_with(run.policy):
-        model = distribute.build_under(
+        network = distribute.build_under(
             run.strategy,
-            lambda: run.definition.build(
-                len(run.classes), run.recipe, run.arrays["x_train"], run.settings["seed"], replicas
-            ),
+            lambda: run.model.build(run.recipe, len(run.classes), run.arrays["x_train"], run.settings["seed"], replicas),
         )
     with run.strategy.scope():
-        compile_model(model, run.definition, run.recipe, run.steps_per_epoch)
-    model.summary()
-    return model, 0, history
+        compile_model(network, run.model, run.recipe, run.steps_per_epoch)
+    network.summary()
+    return network, 0, history
 
 
-def compile_model(model, definition, recipe, steps_per_epoch):
-    """The optimizer of the model's definition, cross-entropy with the recipe's `label_smoothing` (the
-    fast model's; none without the key), accuracy as the metric."""
-    model.compile(
-        optimizer=definition.optimizer(recipe, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.get("label_smoothing", 0.0)),
-        metrics=["accuracy"],
+def compile_model(network, model, recipe, steps_per_epoch):
+    """`network` compiled with its model's optimizer and loss for `recipe`, accuracy as the metric."""
+    network.compile(
+        optimizer=model.optimizer(recipe, steps_per_epoch), loss=model.loss(recipe), metrics=["accuracy"]
     )
 
 
-def fit(run, model, done, history, extra_callbacks=()):
+def fit(run, network, done, history, extra_callbacks=()):
     """Train the epochs not done yet, checkpointing each; returns the whole history."""
     num_classes = len(run.classes)
     y_train = keras.utils.to_categorical(run.arrays["y_train"], num_classes)
@@ -192,19 +156,21 @@ def fit(run, model, done, history, extra_callbacks=()):
         cb.LearningRateLogger(),
         cb.ReseedRandomLayers(run.settings["seed"]),
         # before the checkpoint: lookahead's last pull of an epoch must be in what it saves
-        *run.definition.callbacks(run.recipe, run.steps_per_epoch),
+        *run.model.callbacks(run.recipe, run.steps_per_epoch),
         checkpoint,
     ]
+    live = None  # DVCLive: the chief's history, params and resolved settings
     if run.chief:
         resolved = {"precision": run.policy, "strategy": distribute.describe(run.strategy)}
         resolved["cpu"] = describe_cpu()  # timings from other machines are not comparable
-        callbacks.append(cb.dvclive_logger(history, run.artifacts.train_reports, resolved))
-    epochs, batch_size = run.recipe["epochs"], run.recipe["batch_size"]
+        live = cb.dvclive_logger(history, run.artifacts.train_reports, resolved)
+        callbacks.append(live)
+    epochs = run.recipe.epochs
     if done == epochs:
         # Killed after the last checkpoint: it holds the raw weights, as fit leaves them before its end.
-        model.optimizer.finalize_variable_values(model.trainable_variables)
-        if run.chief:
-            callbacks[-1].live.end()
+        network.optimizer.finalize_variable_values(network.trainable_variables)
+        if live is not None:
+            live.live.end()
         return checkpoint.history
     options = dict(
         steps_per_epoch=run.steps_per_epoch,
@@ -217,33 +183,26 @@ def fit(run, model, done, history, extra_callbacks=()):
         callbacks=[*callbacks, *extra_callbacks],
     )
     batches = training_batches(
-        run.arrays["x_train"],
-        y_train,
-        batch_size,
-        run.settings["seed"],
-        done,
-        epochs,
-        run.alternating_flip,
-        run.drop_last_batch,
+        run.arrays["x_train"], y_train, run.recipe.batch_size, run.settings["seed"], done, epochs, run.batching
     )
     if distribute.is_multi_worker(run.strategy):
-        distribute.fit_multi_worker(model, run.strategy, batches, **options)
+        distribute.fit_multi_worker(network, run.strategy, batches, **options)
     else:
         # shuffle=False: training_batches shuffles, reproducibly per epoch
-        model.fit(batches, shuffle=False, verbose=1 if sys.stdout.isatty() else 2, **options)
+        network.fit(batches, shuffle=False, verbose=1 if sys.stdout.isatty() else 2, **options)
     return checkpoint.history
 
 
-def save(run, model):
-    """The chief writes the model, with its temperature when images were held out for one, its class
-    names and how its pictures were fitted (for predict: the model knows neither); the state goes.
-    Returns the model written."""
+def save(run, network):
+    """The chief writes the trained network, with its temperature when images were held out for one, its
+    class names and how its pictures were fitted (for predict: the network knows neither); the state goes.
+    Returns the network written."""
     if run.chief and len(run.held_out["y"]):
-        model, _ = calibrated(model, run.held_out["x"], run.held_out["y"])
+        network, _ = calibrated(network, run.held_out["x"], run.held_out["y"])
     if run.chief:
         with atomic_path(run.artifacts.model) as tmp:
-            model.save(tmp)
+            network.save(tmp)
         write_json(run.artifacts.model_classes, run.classes)
         write_json(run.artifacts.model_input, run.artifacts.load_input())  # predict fits pictures the same way
     resume.clear(run.state)
-    return model
+    return network

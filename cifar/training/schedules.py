@@ -1,11 +1,11 @@
-"""Learning-rate schedules: the tutorial's exponential decay per epoch; warm-up and cosine, or airbench's triangle."""
+"""Learning-rate schedules more than one model offers: a linear warm-up, then a cosine decay."""
 
 import keras
 
+from cifar.core.params import Rule
 
-def exponential(learning_rate, decay):
-    """The tutorial's schedule: the rate of epoch e is INIT_LR * decay ** e."""
-    return lambda epoch: learning_rate * decay**epoch
+# The rule of a recipe's `warmup_epochs`, the length of the warm-up of recipe_warmup_cosine
+WARMUP_EPOCHS = Rule((int, float), "a number of epochs from 0 to 100", minimum=0, maximum=100)
 
 
 def warmup_cosine(learning_rate, warmup_steps, total_steps, final_fraction=0.0):
@@ -21,39 +21,6 @@ def warmup_cosine(learning_rate, warmup_steps, total_steps, final_fraction=0.0):
 
 def recipe_warmup_cosine(recipe, steps_per_epoch, final_fraction=0.0):
     """warmup_cosine per step for a recipe: its `learning_rate`, `warmup_epochs` and `epochs`."""
-    total = recipe["epochs"] * steps_per_epoch
-    warmup = round(recipe["warmup_epochs"] * steps_per_epoch)
-    return warmup_cosine(recipe["learning_rate"], warmup, total, final_fraction)
-
-
-@keras.saving.register_keras_serializable(package="cifar")
-class Triangle(keras.optimizers.schedules.LearningRateSchedule):
-    """airbench's schedule: linear from `initial_fraction` of the peak up to it at `peak_step`, then linear
-    down to `final_fraction` of it at `total_steps` (its `triangle`, piecewise linear in both halves).
-    Registered so that checkpoints, which hold the optimizer, load it back.
-    """
-
-    def __init__(self, learning_rate, peak_step, total_steps, initial_fraction, final_fraction):
-        self.learning_rate = float(learning_rate)
-        self.peak_step = int(peak_step)
-        self.total_steps = int(total_steps)
-        self.initial_fraction = float(initial_fraction)
-        self.final_fraction = float(final_fraction)
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        peak = max(self.peak_step, 1e-9)  # a peak at step 0: no rise
-        rising = self.initial_fraction + (1 - self.initial_fraction) * step / peak
-        falling_steps = max(self.total_steps - self.peak_step, 1)
-        falling = 1 + (self.final_fraction - 1) * (step - self.peak_step) / falling_steps
-        fraction = keras.ops.where(step < self.peak_step, rising, keras.ops.maximum(falling, self.final_fraction))
-        return self.learning_rate * fraction
-
-    def get_config(self):
-        return {
-            "learning_rate": self.learning_rate,
-            "peak_step": self.peak_step,
-            "total_steps": self.total_steps,
-            "initial_fraction": self.initial_fraction,
-            "final_fraction": self.final_fraction,
-        }
+    total = recipe.epochs * steps_per_epoch
+    warmup = round(recipe.warmup_epochs * steps_per_epoch)
+    return warmup_cosine(recipe.learning_rate, warmup, total, final_fraction)

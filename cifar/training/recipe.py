@@ -1,0 +1,13 @@
+"""What the training loop reads of every model's recipe; each model's `Recipe` extends it with its own keys."""
+
+from dataclasses import dataclass
+
+from cifar.core.params import non_negative_int, param, positive_int
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    epochs: int = param(positive_int())
+    batch_size: int = param(positive_int())  # the global batch, split between the replicas
+    # training images held out of training to fit the temperature (cifar/calibration); 0 = off
+    calibration_images: int = param(non_negative_int("an integer >= 0 (0 = no temperature scaling)"))
