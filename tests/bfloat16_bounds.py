@@ -18,10 +18,10 @@ much as the distance itself (the seed_cnn loss 0.3906 with the units, 0.3927 emu
 
   largest measured          |p_bf16 - p_f32|, any class   mean |p_bf16 - p_f32|   |loss_bf16 - loss_f32|
   seed_cnn (T = 1)          0.0077 (2.0 u)                0.00057 (0.15 u)        0.0018 (0.46 u)
-  fast (widths 8/16/16,     0.144  (37 u)                 0.0043  (1.1 u)         0.018  (4.6 u)
+  airbench94_muon (8/16/16, 0.144  (37 u)                 0.0043  (1.1 u)         0.018  (4.6 u)
         T = 0.37)
 
-The fast model is ten times more sensitive: its class scores differ from float32's by 4.6% (the
+airbench94_muon is ten times more sensitive: its class scores differ from float32's by 4.6% (the
 seed_cnn's by 0.7%), from BatchNorm over 8 to 16 channels, GELU and a head that divides by its
 inputs, and its temperature (0.37 here) multiplies the scores' error by 1/T before the softmax.
 """
@@ -32,14 +32,14 @@ UNIT_ROUNDOFF = 2.0**-8
 
 # Per model, each twice or more the largest distance measured above, and each under the
 # error it must catch: for seed_cnn a probability off by 0.01 (a loss off by 0.01 / p, over 0.01),
-# for fast a temperature left out or a test-time augmentation level mixed up (tenths).
+# for airbench94_muon a temperature left out or a test-time augmentation level mixed up (tenths).
 BOUNDS = {
     "seed_cnn": {
         "probability_max": 4 * UNIT_ROUNDOFF,
         "probability_mean": UNIT_ROUNDOFF / 2,
         "loss": UNIT_ROUNDOFF,  # 2.2 times the measured; a top probability off by 0.01 moves it 0.009
     },
-    "fast": {
+    "airbench94_muon": {
         "probability_max": 80 * UNIT_ROUNDOFF,
         "probability_mean": 2.5 * UNIT_ROUNDOFF,
         "loss": 10 * UNIT_ROUNDOFF,

@@ -2,6 +2,7 @@
 real processes. The scratch copies of the project themselves are benchmarks/workspace.py's."""
 
 import contextlib
+import functools
 import http.server
 import shutil
 import sys
@@ -195,22 +196,29 @@ def wait_for(predicate, process, timeout=240, interval=0.02):
     return False
 
 
-class LoopbackHandler(http.server.BaseHTTPRequestHandler):
-    """Serves `payload`; in 'truncate' mode it promises more bytes than it sends, then hangs up."""
+class LoopbackHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the files of `directory` (`serving_folder`), or `payload` at any path (`serving`) as `mode` says:
+    ok; truncate: promises more bytes than it sends, then hangs up; corrupt: the first byte flipped; stall:
+    the headers and a few bytes, then nothing until `release` is set. Counts its GET `requests`."""
 
-    payload = b""
+    payload = None
     mode = "ok"
     requests = 0
+    release = None
 
     def do_GET(self):
         type(self).requests += 1
+        if self.payload is None:
+            return super().do_GET()
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        if self.mode == "truncate":
-            self.send_header("Content-Length", str(len(self.payload)))
+        if self.mode in ("truncate", "stall"):
+            self.send_header("Content-Length", str(max(len(self.payload), 100_000)))
             self.end_headers()
-            self.wfile.write(self.payload[: len(self.payload) // 3])
+            self.wfile.write(self.payload[: len(self.payload) // 3] if self.mode == "truncate" else b"\x1f\x8b" * 10)
             self.wfile.flush()
+            if self.mode == "stall":
+                self.release.wait(30)
             self.connection.close()
             return
         body = self.payload
@@ -225,14 +233,52 @@ class LoopbackHandler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serving(path):
-    """A loopback HTTP server (127.0.0.1) of the file `path`: (its handler class, whose `mode` and `requests`
-    a test sets and reads, the file's URL)."""
-    handler = type("Handler", (LoopbackHandler,), {"payload": Path(path).read_bytes(), "mode": "ok", "requests": 0})
+def loopback_server(handler, name=""):
+    """A loopback HTTP server (127.0.0.1) of `handler` in a thread: its URL for `name`, shut down after."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        yield handler, f"http://127.0.0.1:{httpd.server_address[1]}/{Path(path).name}"
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/{name}"
     finally:
+        if getattr(handler, "release", None) is not None:
+            handler.release.set()
         httpd.shutdown()
         httpd.server_close()
+
+
+@contextlib.contextmanager
+def serving(path, mode="ok"):
+    """A loopback server of the file `path`: (its handler class, whose `mode` and `requests` a test sets and
+    reads, the file's URL)."""
+    fields = {"payload": Path(path).read_bytes(), "mode": mode, "requests": 0, "release": threading.Event()}
+    handler = type("Handler", (LoopbackHandler,), fields)
+    with loopback_server(handler, Path(path).name) as url:
+        yield handler, url
+
+
+@contextlib.contextmanager
+def serving_folder(folder):
+    """A loopback server of the files of `folder`: its base URL."""
+    handler = functools.partial(type("Handler", (LoopbackHandler,), {"requests": 0}), directory=str(folder))
+    with loopback_server(handler) as url:
+        yield url.rstrip("/")
+
+
+def weights_of(path):
+    from cifar.network.trained import load_trained_model
+
+    return load_trained_model(path).get_weights()
+
+
+def assert_same_weights(a, b):
+    assert len(a) == len(b)
+    for wa, wb in zip(a, b):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def fetched(root, archive):
+    """Artifacts of `root` with `archive` in place of the fetched dataset."""
+    artifacts = Artifacts(root)
+    artifacts.raw_dir.mkdir(parents=True)
+    archive.rename(artifacts.raw_dataset)
+    return artifacts

@@ -1,5 +1,6 @@
-"""Every output `dvc repro` writes (cifar/core/artifacts.py: OUTS, which equals dvc.yaml's outs), checked
-for its content against an independent computation, for tests/test_pipeline.py's end-to-end runs.
+"""The end-to-end runs' pieces: the tiny pipeline's params, `dvc repro` of every stage, and every output
+it writes (cifar/core/artifacts.py: OUTS, which equals dvc.yaml's outs) checked for its content against
+an independent computation.
 
 The figures' content is tests/test_figures.py's (captured from matplotlib before saving); here each
 PNG must decode to a picture that is not blank. Numbers from a model computing in bfloat16 are
@@ -13,12 +14,67 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from benchmarks.recipes import TINY as RECIPES
+from benchmarks.workspace import PROJECT, scratch_repository
 from cifar.core.artifacts import OUTS, Artifacts
+from cifar.core.tensorflow_log import without_log_lines
 from cifar.data.prepare import normalized_stats
 from cifar.export.classifiers import load_classifier
 from cifar.network.trained import computes_in_bfloat16, float32_copy, load_trained_model
-from tests.datagen import CLASSES
+from tests.datagen import CLASSES, write_cifar_archive
 from tests.helpers import assert_test_metrics_are_the_models
+
+TINY_PIPELINE = {
+    "visualize": {"iterations": 3},
+    "robustness": {"max_images": 40},
+    "export": {"representative_images": 20, "latency_runs": 5},
+    "preprocess": {"max_train_images": 100, "max_test_images": 40},
+    "train": {"precision": "float32"},
+    "seed_cnn": {"epochs": 1, "batch_size": 16},
+    # airbench's defaults hold out 2,000 training images for the temperature: on tiny data, a few
+    "airbench94_muon": {"calibration_images": RECIPES["airbench94_muon"]["calibration_images"]},
+    "airbench94": {"calibration_images": RECIPES["airbench94"]["calibration_images"]},
+}
+
+# Every stage of dvc.yaml, in its order: a stage added later is run by the end-to-end tests too.
+STAGES = list(yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"])
+
+
+def ran_stages(output):
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def precision_for(cpuinfo):
+    """What `train.precision: auto` must choose on a Linux machine without a GPU (the suite's), read
+    from the CPU's flags here rather than by the project's code: bfloat16 where it has the units."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags = set(value.split())
+            break
+    return "mixed_bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
+def repro_every_stage(tmp_path, precision, expected_precision, env=None):
+    """`dvc repro` of every stage with `train.precision: precision` on tiny data; every output checked
+    for content (tests/pipeline_outputs.py), the model trained in `expected_precision`.
+
+    `env`: variables for the stages."""
+    archive = tmp_path / "tiny-cifar.tar.gz"
+    written = write_cifar_archive(archive)
+    repo = scratch_repository(tmp_path / "repo", archive, **{**TINY_PIPELINE, "train": {"precision": precision}})
+    result = repo.dvc("repro", env=env)
+    assert ran_stages(result.stdout) == STAGES
+    # the user's terminal: the stages' own lines, not one of TensorFlow's (cifar/core/tensorflow_log.py)
+    for stream in (result.stdout, result.stderr):
+        assert without_log_lines(stream.encode()) == stream.encode(), stream
+    root = repo.path
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert set(lock) == set(STAGES)
+    assert {out["path"] for entry in lock.values() for out in entry["outs"]} == set(OUTS.values())
+    check_every_output(root, archive, written, expected_precision)
+    return repo
 
 
 def assert_picture(path):

@@ -2,9 +2,7 @@
 
 import contextlib
 import csv
-import functools
 import hashlib
-import http.server
 import io
 import json
 import os
@@ -13,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,9 +23,8 @@ from benchmarks.workspace import Repo, command_env, scratch_repository
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import CPUINFO_ENV
 from tests.datagen import cifar_c_arrays, write_cifar_archive, write_cifar_c
-from tests.helpers import serving, wait_for
-from tests.test_pipeline import STAGES, TINY, ran_stages
-from tests.test_train import assert_same_weights, weights_of
+from tests.helpers import assert_same_weights, serving, serving_folder, wait_for, weights_of
+from tests.pipeline_outputs import STAGES, TINY_PIPELINE, ran_stages
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +35,7 @@ def baseline(tmp_path_factory):
     root = tmp_path_factory.mktemp("dvc_baseline")
     archive = root / "tiny-cifar.tar.gz"
     write_cifar_archive(archive)
-    repo = scratch_repository(root / "repo", archive, **TINY)
+    repo = scratch_repository(root / "repo", archive, **TINY_PIPELINE)
     repo.dvc("repro")
     repo.commit("baseline run")
     return repo
@@ -218,7 +214,7 @@ def test_exp_run_on_the_published_cifar_10_c_reruns_robustness_alone(repo, tmp_p
 
 
 def test_the_recipe_of_the_model_not_in_use_reruns_nothing(repo):
-    repo.set_params(fast={"epochs": 3, "widths": [16, 32, 32]}, tta={"fast": 1})
+    repo.set_params(airbench94_muon={"epochs": 3, "widths": [16, 32, 32]}, tta={"airbench94_muon": 1})
     assert repo.dvc("status").stdout.strip() == "Data and pipelines are up to date."
     repo.set_params(tta={"seed_cnn": 1})  # the model in use: evaluate reruns, train does not
     status = repo.dvc("status").stdout
@@ -450,23 +446,11 @@ def report_pages(repo, root):
 def image_host(folder):
     """A loopback web server for `folder`, and an upload command as CML's: copies a file there, prints its URL."""
     folder.mkdir()
-    handler = functools.partial(QuietHandler, directory=str(folder))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    upload = folder.with_name("upload.sh")
-    upload.write_text(f'#!/bin/sh\ncp "$1" "{folder}/" && echo "{url}/$(basename "$1")"\n')
-    upload.chmod(0o755)
-    try:
+    with serving_folder(folder) as url:
+        upload = folder.with_name("upload.sh")
+        upload.write_text(f'#!/bin/sh\ncp "$1" "{folder}/" && echo "{url}/$(basename "$1")"\n')
+        upload.chmod(0o755)
         yield upload, url
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 def check_report(repo, url, pages):

@@ -55,7 +55,7 @@ def trained(trained_workspace):
     """The suite's shared tiny trained workspace of each model (tests/helpers.py: SHARED_TRAINING), well
     above chance on its test images, so that a stage that mixes up images, labels or classes would
     score visibly differently from the model."""
-    return {model: trained_workspace(model) for model in ("seed_cnn", "fast")}
+    return {model: trained_workspace(model) for model in ("seed_cnn", "airbench94_muon")}
 
 
 def test_evaluate_writes_metrics_and_figures(trained):
@@ -81,11 +81,11 @@ def test_evaluate_writes_metrics_and_figures(trained):
 @pytest.mark.parametrize(
     "model, tta, expected_level",
     [
-        ("fast", {"fast": 0}, 0),
-        ("fast", {"fast": 1}, 1),
-        ("fast", {"fast": 2, "seed_cnn": 0}, 2),
-        ("seed_cnn", {"fast": 2, "seed_cnn": 0}, 0),  # the level of the model in use, not another's
-        ("seed_cnn", {"fast": 0, "seed_cnn": 1}, 1),
+        ("airbench94_muon", {"airbench94_muon": 0}, 0),
+        ("airbench94_muon", {"airbench94_muon": 1}, 1),
+        ("airbench94_muon", {"airbench94_muon": 2, "seed_cnn": 0}, 2),
+        ("seed_cnn", {"airbench94_muon": 2, "seed_cnn": 0}, 0),  # the level of the model in use, not another's
+        ("seed_cnn", {"airbench94_muon": 0, "seed_cnn": 1}, 1),
     ],
 )
 def test_the_stage_entry_scores_the_views_its_params_select(trained, monkeypatch, capsys, model, tta, expected_level):

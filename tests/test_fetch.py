@@ -2,9 +2,7 @@
 from a loopback HTTP server."""
 
 import hashlib
-import http.server
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -194,32 +192,9 @@ def test_without_a_checksum_the_source_is_downloaded_afresh_each_time(workspace,
         assert handler.requests == expected_requests
 
 
-class _StallHandler(http.server.BaseHTTPRequestHandler):
-    """Sends the headers and a few bytes, then nothing until released."""
-
-    release = None
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "100000")
-        self.end_headers()
-        self.wfile.write(b"\x1f\x8b" * 10)
-        self.wfile.flush()
-        self.release.wait(30)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_a_stalled_download_times_out_after_fetch_timeout(workspace):
-    handler = type("Stall", (_StallHandler,), {"release": threading.Event()})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/my-images.tar.gz"
-    try:
-        with pytest.raises(PipelineError, match=r"download failed after 1 attempts: .*timed out"):
-            fetch_source(workspace, descriptor(workspace, url), timeout=0.5)
-    finally:
-        handler.release.set()
-        httpd.shutdown()
-        httpd.server_close()
+    archive = workspace / "my-images.tar.gz"
+    write_image_folder_archive(archive)
+    stalled = pytest.raises(PipelineError, match=r"download failed after 1 attempts: .*timed out")
+    with serving(archive, mode="stall") as (_, url), stalled:
+        fetch_source(workspace, descriptor(workspace, url), timeout=0.5)

@@ -42,7 +42,7 @@ from tests.figures_seen import (
 )
 from tests.helpers import probabilities_by_hand
 
-MODELS = ("seed_cnn", "fast")
+MODELS = ("seed_cnn", "airbench94_muon")
 ITERATIONS = 3  # visualize's ascent steps: what the figures show is tested here, not how good the stimuli are
 SCORE_ROUNDING = 5.1e-4  # a score printed with 3 decimals (or 3 significant digits, all scores being >= 0.1)
 

@@ -1,6 +1,8 @@
 """The layout keeps its promises: dvc.yaml lists exactly the code each stage runs, entry points are
 proper commands, stages never import stages, and no module imports itself through others."""
 
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,41 +103,65 @@ def test_networks_training_and_models_import_in_one_direction():
     assert {name for name in users if not name.startswith("cifar.models")} == {"stages.train"}
 
 
-def model_files():
-    return {path.stem: path for path in (PROJECT_ROOT / "cifar/models").glob("*.py") if path.stem != "__init__"}
+MODEL_PARTS = ("check", "build", "optimizer", "loss", "batching", "callbacks")
 
 
-def test_a_model_is_one_file_holding_its_rules_its_network_and_its_training():
+def test_a_model_is_one_module_owning_its_recipe_its_network_and_its_training():
+    """Each model module has every part the loop asks for and a Recipe extending TrainingRecipe; every other
+    module of cifar/models is what several models share."""
+    import dataclasses
+
     from cifar.models import MODELS
-    from cifar.training.loop import RECIPE_RULES
+    from cifar.training.recipe import TrainingRecipe
 
-    assert set(MODELS) == set(model_files()) and {"seed_cnn", "fast"} <= set(MODELS)
-    training = "".join(path.read_text() for path in (PROJECT_ROOT / "cifar/training").glob("*.py"))
-    for name, path in model_files().items():
-        definition, text = MODELS[name], path.read_text()
-        assert all(callable(getattr(definition, part, None)) for part in ("build", "optimizer", "callbacks")), name
-        assert set(RECIPE_RULES) <= set(definition.RECIPE), name
-        # each key is read in the model's file, or by training (the common ones, and the optional ones the
-        # loop reads: no key without a reader)
-        for key in definition.RECIPE:
-            read_in = (f'recipe["{key}"]', f'recipe.get("{key}"')
-            assert any(reading in text + training for reading in read_in), f"{name}.{key} is read nowhere"
-            if key not in RECIPE_RULES and f'recipe["{key}"]' not in text:
-                assert f'recipe.get("{key}"' in training, f"{name}.{key}"
+    assert list(MODELS) == ["seed_cnn", "airbench94", "airbench94_muon"]
+    for name, model in MODELS.items():
+        assert all(callable(getattr(model, part, None)) for part in MODEL_PARTS), name
+        assert issubclass(model.Recipe, TrainingRecipe) and model.Recipe.__dataclass_params__.frozen, name
+        assert all("rule" in item.metadata for item in dataclasses.fields(model.Recipe)), name
+    graph = import_graph()
+    for path in (PROJECT_ROOT / "cifar/models").glob("*.py"):
+        name = f"cifar.models.{path.stem}"
+        if path.stem != "__init__" and path.stem not in MODELS:
+            users = {user for user, imported in graph.items() if name in imported and user.startswith("cifar.models.")}
+            assert len(users) >= 2, f"{name} is shared by {users}: a piece one model uses lives in that model"
 
 
-def test_a_key_of_one_model_is_read_in_that_models_file_and_the_loop_only():
-    """`fast.widths` is read in one file: params.yaml -> stages/train.py -> cifar/models/fast.py."""
-    readers = {
-        path.relative_to(PROJECT_ROOT).as_posix()
-        for path in PROJECT_ROOT.glob("cifar/**/*.py")
-        if '"widths"' in path.read_text()
-    }
-    assert readers == {"cifar/models/fast.py"}
-    # the optional keys the loop reads (docs/layout.md): each read in one place of the training package
-    training = [path for path in (PROJECT_ROOT / "cifar/training").glob("*.py")]
-    for key in ("flip", "drop_last_batch", "label_smoothing"):
-        assert [p.name for p in training if f'recipe.get("{key}"' in p.read_text()] == ["loop.py"], key
+def names_in(path, identifier):
+    """Whether a module's code names `identifier`: an attribute, a variable, a keyword or a field."""
+    tree = ast.parse(Path(path).read_text())
+    return any(
+        isinstance(node, ast.Attribute)
+        and node.attr == identifier
+        or isinstance(node, ast.Name)
+        and node.id == identifier
+        or isinstance(node, ast.keyword)
+        and node.arg == identifier
+        for node in ast.walk(tree)
+    )
+
+
+def documented_walk(title):
+    """The files of code docs/layout.md's numbered walk under `title` names, in its order."""
+    text = (PROJECT_ROOT / "docs/layout.md").read_text()
+    section = text[text.index(title) :].split("\n### ")[0].split("\n## ")[0]
+    steps = re.findall(r"^\d+\. `([\w/]+\.py)`", section, re.M)
+    return steps
+
+
+def test_a_models_param_is_followed_in_three_files_of_code_as_docs_layout_md_walks_it():
+    """`airbench94_muon.widths`: the train stage reads the section named like the model into the model's
+    Recipe; every file of the train stage's code that names `widths` is on the walk, the last one using it,
+    and each file runs the next (the stage's cifar.models finds the model's module by listing its package)."""
+    walk = documented_walk("### Following a param: `airbench94_muon.widths`")
+    assert walk[0] == "stages/train.py" and len(walk) <= 3, walk
+    train_code = relative(files_run_by("stages.train"))
+    naming = {path for path in train_code if names_in(PROJECT_ROOT / path, "widths")}
+    assert naming <= set(walk[1:]) and walk[-1] in naming, naming  # the last: the layer that uses it
+    for before, after in zip(walk, walk[1:]):
+        assert after in relative(files_run_by(".".join(Path(before).with_suffix("").parts))), (before, after)
+    # and the loop between the stage and the model hands the recipe on without naming the key
+    assert "cifar/training/loop.py" in train_code and "cifar/training/loop.py" not in naming
 
 
 def test_no_small_module_has_a_single_user():
@@ -283,3 +309,27 @@ def test_tests_and_benchmarks_share_one_scratch_helper_and_conftest_holds_fixtur
     for node in conftest.body:
         if isinstance(node, ast.FunctionDef):
             assert any("fixture" in ast.unparse(decorator) for decorator in node.decorator_list), node.name
+
+
+def test_train_s_help_says_what_each_model_does_with_today_s_defaults():
+    """Every claim `python -m stages.train --help` makes of a recipe, built here from params.yaml: a default
+    changed without its help changed fails."""
+    from stages import train
+
+    text = " ".join(train.__doc__.split())
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    tutorial, muon, sgd = params["seed_cnn"], params["airbench94_muon"], params["airbench94"]
+    claims = [f"`{params['train']['model']}` (the default)"]
+    for recipe in (tutorial, muon, sgd):
+        claims.append(f"{recipe['epochs']} epochs of batch {recipe['batch_size']}")
+    assert tutorial["schedule"] == "exponential"
+    claims.append(f"Adamax at {tutorial['learning_rate']} decaying exponentially by {tutorial['lr_decay']} each epoch")
+    for recipe in (muon, sgd):
+        claims.append(f"at widths {'/'.join(map(str, recipe['widths']))}")
+        claims.append(f"label smoothing {recipe['label_smoothing']}")
+        claims.append(f"whitening bias frozen after {recipe['whiten_bias_epochs']} epochs")
+        claims.append(f"{recipe['calibration_images']} images held out for the temperature")
+    assert sgd["schedule"] == "triangle" and sgd["lookahead_every"] > 0
+    claims.append(f"triangular rate peaking at {sgd['learning_rate']}")
+    claims.append(f"lookahead every {sgd['lookahead_every']} steps")
+    assert [claim for claim in claims if claim not in text] == []

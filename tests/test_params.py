@@ -2,9 +2,9 @@ import pytest
 import yaml
 
 from benchmarks.workspace import PROJECT, set_params
+from cifar import models
 from cifar.core import cli
-from cifar.core.params import load_params
-from cifar.models import MODEL_NAMES, MODELS, TRAIN_RULES, build_model, model_definition
+from cifar.core.params import load_params, read_params_file
 from stages import evaluate, export, fetch, preprocess, robustness, train, visualize
 from tests.datagen import write_cifar_archive
 
@@ -16,18 +16,47 @@ def run_and_capture(main, capsys):
 
 
 def test_project_params_are_valid_and_the_tutorials_recipe():
-    schema = {"train": TRAIN_RULES, **{name: definition.RECIPE for name, definition in MODELS.items()}}
-    params = load_params(schema, PROJECT / "params.yaml")
-    assert params["train"]["model"] == "seed_cnn"
-    tutorial = params["seed_cnn"]
-    assert tutorial["epochs"] == 10 and tutorial["batch_size"] == 32 and tutorial["schedule"] == "exponential"
-    assert tutorial["learning_rate"] == 0.005 and tutorial["lr_decay"] == 0.9
+    params = read_params_file(PROJECT / "params.yaml")
+    assert load_params({"train": models.TRAIN_RULES}, PROJECT / "params.yaml")["train"]["model"] == "seed_cnn"
+    tutorial = models.recipe("seed_cnn", params)
+    assert tutorial.epochs == 10 and tutorial.batch_size == 32 and tutorial.schedule == "exponential"
+    assert tutorial.learning_rate == 0.005 and tutorial.lr_decay == 0.9
 
 
-def test_every_model_name_builds_from_its_own_section():
-    for name in MODEL_NAMES:
-        recipe = load_params({name: model_definition(name).RECIPE}, PROJECT / "params.yaml")[name]
-        assert build_model(name, 10, recipe).name == name
+def test_every_model_name_builds_from_its_own_section_which_holds_only_its_recipe_s_keys():
+    params = read_params_file(PROJECT / "params.yaml")
+    assert list(models.MODELS) == ["seed_cnn", "airbench94", "airbench94_muon"]
+    for name, model in models.MODELS.items():
+        recipe = models.recipe(name, params)
+        assert type(recipe) is model.Recipe and set(params[name]) == set(vars(recipe))
+        assert model.build(recipe, 10).name == name
+    # the two airbench recipes as docs/fast-model.md measured them (airbench94_muon's; airbench94's at half widths)
+    muon, sgd = models.recipe("airbench94_muon", params), models.recipe("airbench94", params)
+    assert (muon.epochs, muon.batch_size, muon.widths, muon.filter_lr) == (8, 2000, [64, 256, 256], 0.24)
+    assert (sgd.epochs, sgd.batch_size, sgd.widths, sgd.schedule, sgd.lookahead_every) == (
+        10, 256, [32, 128, 128], "triangle", 5
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "old_params, named",
+    [
+        ({"train": {"model": "fast"}, "fast": {"epochs": 8}}, "train.model fast, section fast"),
+        ({"fast": {"epochs": 8}}, "section fast"),  # a section left behind, train.model already renamed
+        ({"tta": {"fast": 2, "seed_cnn": 0}}, "tta.fast"),
+    ],
+)
+def test_a_params_file_that_still_names_fast_is_refused_in_one_line_naming_the_new_models(
+    workspace, capsys, old_params, named
+):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    for section, values in old_params.items():
+        params[section] = {**params.get(section, {}), **values} if section != "fast" else values
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
+    code, err = run_and_capture(train.main, capsys)
+    assert code == 2 and "\n" not in err
+    assert err.startswith(f"error: params.yaml: {named}: the model 'fast' is now two models; allowed: ")
+    assert "airbench94_muon" in err and "airbench94 (" in err
 
 
 STAGE_OF = {
@@ -35,7 +64,8 @@ STAGE_OF = {
     "preprocess": preprocess,
     "train": train,
     "seed_cnn": train,
-    "fast": train,
+    "airbench94": train,
+    "airbench94_muon": train,
     "evaluate": evaluate,
     "tta": evaluate,
     "robustness": robustness,
@@ -52,14 +82,30 @@ STAGE_OF = {
         ("seed_cnn", {"batch_size": "32"}, "seed_cnn.batch_size is '32' (str)"),
         ("seed_cnn", {"epochs": 2.5}, "seed_cnn.epochs is 2.5 (float)"),
         ("seed_cnn", {"epochs": True}, "seed_cnn.epochs is True"),
-        ("train", {"model": "resnet"}, "train.model is 'resnet'; allowed: one of seed_cnn, fast"),
+        (
+            "train",
+            {"model": "resnet"},
+            "train.model is 'resnet'; allowed: one of seed_cnn, airbench94, airbench94_muon",
+        ),
         ("train", {"strategy": "gpu"}, "train.strategy is 'gpu'; allowed: one of auto, one_device, mirrored"),
-        ("fast", {"widths": [64, 256]}, "fast.widths is [64, 256]; allowed: a list of 3 integers from 1 to 4096"),
-        ("fast", {"widths": [64, 0, 256]}, "fast.widths[1] is 0; allowed: an integer from 1 to 4096"),
-        ("tta", {"fast": 3}, "tta.fast is 3; allowed: 0 (off), 1 (image and its mirror) or 2"),
-        ("fast", {"ema_momentum": 1}, "fast.ema_momentum is 1; allowed: null (off) or a number from 0 to less than 1"),
-        ("fast", {"nesterov": "yes"}, "fast.nesterov is 'yes' (str); allowed: true or false"),
-        ("fast", {"label_smoothing": 1.5}, "fast.label_smoothing is 1.5; allowed: a number from 0 to 1"),
+        (
+            "airbench94_muon",
+            {"widths": [64, 256]},
+            "airbench94_muon.widths is [64, 256]; allowed: a list of 3 integers from 1 to 4096",
+        ),
+        ("airbench94_muon", {"widths": [64, 0, 256]}, "airbench94_muon.widths[1] is 0; allowed: an integer from 1"),
+        (
+            "airbench94_muon",
+            {"newton_schulz_steps": 0},
+            "airbench94_muon.newton_schulz_steps is 0; allowed: an integer",
+        ),
+        ("airbench94_muon", {"learning_rate": 0.1}, "unknown key airbench94_muon.learning_rate"),  # airbench94's
+        ("tta", {"airbench94_muon": 3}, "tta.airbench94_muon is 3; allowed: 0 (off), 1 (image and its mirror) or 2"),
+        ("airbench94", {"ema_momentum": 1}, "airbench94.ema_momentum is 1; allowed: null (off) or a number from 0"),
+        ("airbench94", {"nesterov": "yes"}, "airbench94.nesterov is 'yes' (str); allowed: true or false"),
+        ("airbench94", {"label_smoothing": 1.5}, "airbench94.label_smoothing is 1.5; allowed: a number from 0 to 1"),
+        ("airbench94", {"schedule": "linear"}, "airbench94.schedule is 'linear'; allowed: one of triangle, cosine"),
+        ("airbench94", {"head_unit_std": True}, "unknown key airbench94.head_unit_std"),  # airbench94_muon's
         ("seed_cnn", {"learning_rate": 0}, "seed_cnn.learning_rate is 0; allowed: a number > 0"),
         ("seed_cnn", {"lr_decay": 1.5}, "seed_cnn.lr_decay is 1.5"),
         ("train", {"precision": "bf16"}, "train.precision is 'bf16'; allowed: one of auto, float32, mixed_bfloat16"),
@@ -98,8 +144,15 @@ STAGE_OF = {
 def test_bad_values_stop_the_stage_reading_them_with_one_line_naming_the_key(
     workspace, capsys, section, values, expected
 ):
-    model_in_use = "fast" if section == "fast" or "fast" in values and section == "tta" else "seed_cnn"
-    set_params(workspace, **{section: values}, **({"train": {"model": "fast"}} if model_in_use == "fast" else {}))
+    model_in_use = next(
+        (name for name in models.MODELS if section == name or section == "tta" and name in values), "seed_cnn"
+    )
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    for key, value in values.items():  # a section's key replaced, added (a misplaced key) or a list's length changed
+        params[section][key] = value
+    if section != "train":
+        params["train"]["model"] = model_in_use
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
     code, err = run_and_capture(STAGE_OF[section].main, capsys)
     assert code == 2
     assert err.count("\n") == 0

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmarks.workspace import PROJECT, scratch_repository
-from cifar.core.artifacts import OUTS, Artifacts
+from benchmarks.workspace import scratch_repository
+from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import describe_cpu
-from cifar.core.tensorflow_log import without_log_lines
 from cifar.network.trained import load_trained_model
 from tests.datagen import (
     CLASSES,
@@ -19,41 +18,16 @@ from tests.datagen import (
     desktop_extras,
     encode_image,
     write_cifar100_archive,
-    write_cifar_archive,
     write_cifar_binary_archive,
     write_image_folder_archive,
 )
-from tests.pipeline_outputs import check_every_output
-
-TINY = {
-    "visualize": {"iterations": 3},
-    "robustness": {"max_images": 40},
-    "export": {"representative_images": 20, "latency_runs": 5},
-    "preprocess": {"max_train_images": 100, "max_test_images": 40},
-    "train": {"precision": "float32"},
-    "seed_cnn": {"epochs": 1, "batch_size": 16},
-    # the fast model's default holds out 2,000 training images for its temperature: on tiny data, a few
-    "fast": {"calibration_images": 10},
-}
-
-# Every stage of dvc.yaml, in its order: a stage added later is run by the end-to-end tests too.
-STAGES = list(yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"])
-
-
-def ran_stages(output):
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
-
-
-def precision_for(cpuinfo):
-    """What `train.precision: auto` must choose on a Linux machine without a GPU (the suite's), read
-    from the CPU's flags here rather than by the project's code: bfloat16 where it has the units."""
-    flags = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            flags = set(value.split())
-            break
-    return "mixed_bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+from tests.pipeline_outputs import (
+    STAGES,
+    TINY_PIPELINE,
+    precision_for,
+    ran_stages,
+    repro_every_stage,
+)
 
 
 @pytest.mark.slow
@@ -80,27 +54,6 @@ def test_dvc_repro_with_the_defaults_as_a_user_has_them_then_a_noop_and_an_evalu
     third = repo.dvc("repro")
     assert ran_stages(third.stdout) == ["evaluate"]
     assert Artifacts(root).model.read_bytes() == before
-
-
-def repro_every_stage(tmp_path, precision, expected_precision, env=None):
-    """`dvc repro` of every stage with `train.precision: precision` on tiny data; every output checked
-    for content (tests/pipeline_outputs.py), the model trained in `expected_precision`.
-
-    `env`: variables for the stages."""
-    archive = tmp_path / "tiny-cifar.tar.gz"
-    written = write_cifar_archive(archive)
-    repo = scratch_repository(tmp_path / "repo", archive, **{**TINY, "train": {"precision": precision}})
-    result = repo.dvc("repro", env=env)
-    assert ran_stages(result.stdout) == STAGES
-    # the user's terminal: the stages' own lines, not one of TensorFlow's (cifar/core/tensorflow_log.py)
-    for stream in (result.stdout, result.stderr):
-        assert without_log_lines(stream.encode()) == stream.encode(), stream
-    root = repo.path
-    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
-    assert set(lock) == set(STAGES)
-    assert {out["path"] for entry in lock.values() for out in entry["outs"]} == set(OUTS.values())
-    check_every_output(root, archive, written, expected_precision)
-    return repo
 
 
 def desktop_zip(system):
@@ -140,7 +93,9 @@ def test_dvc_repro_runs_end_to_end_from_every_layout(tmp_path, layout):
     # centre-cropped pictures: the choice travels from preprocess to the model and its exports, for predict
     fitting = {"aspect": "crop", "background": "#336699"}
     repo = scratch_repository(
-        tmp_path / "repo", tmp_path / name, **{**TINY, "preprocess": {**TINY["preprocess"], **sizes, **fitting}}
+        tmp_path / "repo",
+        tmp_path / name,
+        **{**TINY_PIPELINE, "preprocess": {**TINY_PIPELINE["preprocess"], **sizes, **fitting}},
     )
     # CIFAR-100's 100 classes through every stage; the other layouts through the tutorial's stages
     targets = [] if layout == "cifar100" else ["evaluate", "visualize"]
@@ -162,7 +117,7 @@ def test_dvc_repro_runs_end_to_end_from_every_layout(tmp_path, layout):
     query = np.random.default_rng(0).integers(0, 256, (32, 64, 3), dtype=np.uint8)
     image.write_bytes(encode_image(query))
     predicted = json.loads(repo.run(sys.executable, "-m", "stages.predict", "--json", "--top", "3", str(image)).stdout)
-    # the model's own top three on the middle 32x32 (float32: TINY pins it), by class name
+    # the model's own top three on the middle 32x32 (float32: TINY_PIPELINE pins it), by class name
     expected = load_trained_model(Artifacts(root).model).predict(query[None, :, 16:48], verbose=0)[0]
     top = np.argsort(-expected, kind="stable")[:3]
     ranked = predicted["predictions"][str(image)]

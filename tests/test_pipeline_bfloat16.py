@@ -14,7 +14,7 @@ import yaml
 
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import CPUINFO_ENV
-from tests.test_pipeline import precision_for, repro_every_stage
+from tests.pipeline_outputs import precision_for, repro_every_stage
 
 # What /proc/cpuinfo says on a Zen 4 EPYC (AVX512-BF16, no AMX), and on an AVX2-only EPYC
 CPUINFO = {

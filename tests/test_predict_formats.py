@@ -36,7 +36,12 @@ from cifar.network.trained import float32_copy, load_trained_model
 from stages.export import EXPORT
 from stages.predict import main as predict
 
-MODELS = [("seed_cnn", "float32"), ("fast", "float32"), ("seed_cnn", "mixed_bfloat16"), ("fast", "mixed_bfloat16")]
+MODELS = [
+    ("seed_cnn", "float32"),
+    ("airbench94_muon", "float32"),
+    ("seed_cnn", "mixed_bfloat16"),
+    ("airbench94_muon", "mixed_bfloat16"),
+]
 FORMATS = ("keras", "saved_model", "tflite_float32", "tflite_int8")
 
 # What predict rounds: JSON to 6 decimals, the text to 3.
@@ -57,7 +62,7 @@ INT8_MAX_ATOL, INT8_MEAN_ATOL = 0.25, 0.0125
 # in units of u; measured 3.96-4.39 (seed_cnn: 19 layers) and 54.8-72.1 (fast: its BatchNorms and its
 # temperature amplify them) over two trainings, AMD EPYC. The bound is about twice that.
 BF16_UNIT_ROUNDOFF = 2.0**-8
-BF16_LOGIT_ROUNDINGS = {"seed_cnn": 10, "fast": 150}
+BF16_LOGIT_ROUNDINGS = {"seed_cnn": 10, "airbench94_muon": 150}
 # The mean absolute difference over every probability, which one noisy image cannot dominate:
 # measured 0.0005-0.0006 (seed_cnn) and 0.0039-0.0043 (fast), AMD EPYC; bounded by 2u = 0.0078, which
 # an error of 0.01 in every probability exceeds (measured: 0.0115 and more, fast's).

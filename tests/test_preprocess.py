@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.data.datasets import read_dataset
 from cifar.data.images import decode_image
 from cifar.data.prepare import balanced_subset, normalized_stats
 from stages.preprocess import preprocess
 from tests.datagen import CLASSES, copy_tar_without, encode_image, write_cifar_archive, write_image_folder_archive
+from tests.helpers import fetched
 
 PARAMS = {
     "max_train_images": None,
@@ -185,14 +185,6 @@ def test_normalized_stats_match_tutorial_formula():
     stats = normalized_stats(images)
     assert stats["mean"] == pytest.approx(np.mean(normalized))
     assert stats["std"] == pytest.approx(np.std(normalized))
-
-
-def fetched(root, archive):
-    """Artifacts of `root` with `archive` in place of the fetched dataset."""
-    artifacts = Artifacts(root)
-    artifacts.raw_dir.mkdir(parents=True)
-    archive.rename(artifacts.raw_dataset)
-    return artifacts
 
 
 def test_preprocess_writes_arrays_classes_and_samples(tmp_path):

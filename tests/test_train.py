@@ -1,21 +1,24 @@
+import dataclasses
 import shutil
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
 from cifar.core.artifacts import Artifacts
-from cifar.models import build_model
-from cifar.network.trained import load_trained_model
+from cifar.models.seed_cnn import build as seed_cnn
+from cifar.models.seed_cnn import exponential
 from cifar.training import resume
-from cifar.training.batches import training_batches
-from cifar.training.loop import run_key
-from cifar.training.schedules import exponential, warmup_cosine
-from tests.helpers import prepare_workspace, train_in_workspace, training_params
+from cifar.training.batches import Batching, training_batches
+from cifar.training.loop import run_key, train
+from cifar.training.recipe import TrainingRecipe
+from cifar.training.schedules import warmup_cosine
+from tests.helpers import assert_same_weights, prepare_workspace, train_in_workspace, training_params, weights_of
 
 
 def test_seed_cnn_is_the_tutorials_network():
-    model = build_model("seed_cnn", 10, recipe=None)
+    model = seed_cnn()
     assert model.count_params() == 1_084_234
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 1_084_234
     kinds = [type(layer).__name__ for layer in model.layers[2:]]
@@ -44,7 +47,7 @@ def test_seed_cnn_is_the_tutorials_network():
 
 
 def test_model_normalises_raw_pixels_like_the_tutorial():
-    model = build_model("seed_cnn", 10, recipe=None)
+    model = seed_cnn()
     pixels = np.array([[[[0, 51, 255]]]], dtype=np.uint8)
     normalized = model.get_layer("normalize")(pixels)
     np.testing.assert_allclose(np.asarray(normalized), pixels / 255 - 0.5, atol=1e-6)
@@ -82,24 +85,14 @@ def test_training_batches_cover_each_epoch_once_in_a_seeded_order():
     assert resumed == batches[3:]
 
 
-def weights_of(path):
-    return load_trained_model(path).get_weights()
-
-
-def assert_same_weights(a, b):
-    assert len(a) == len(b)
-    for wa, wb in zip(a, b):
-        np.testing.assert_array_equal(wa, wb)
-
-
 def test_changed_params_or_data_never_resume_from_other_state(tmp_path):
     prepare_workspace(tmp_path, precision="float32", epochs=2)
     _, settings, recipe = training_params(tmp_path)
     artifacts = Artifacts(tmp_path)
     key = run_key(settings, recipe, artifacts)
-    assert key == run_key(dict(settings), dict(recipe), artifacts)
-    assert key != run_key(settings, {**recipe, "learning_rate": 0.001}, artifacts)
-    assert key != run_key(settings, {**recipe, "epochs": 3}, artifacts)
+    assert key == run_key(dict(settings), dataclasses.replace(recipe), artifacts)
+    assert key != run_key(settings, dataclasses.replace(recipe, learning_rate=0.001), artifacts)
+    assert key != run_key(settings, dataclasses.replace(recipe, epochs=3), artifacts)
     assert key != run_key({**settings, "seed": 1}, recipe, artifacts)
     images = artifacts.prepared_array("x_train")
     np.save(images, np.load(images)[:-1])
@@ -138,3 +131,34 @@ def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, sche
 def test_checkpoint_without_history_is_ignored(tmp_path):
     (tmp_path / "epoch-0002.keras").write_bytes(b"half written")
     assert resume.latest_checkpoint(tmp_path) == (0, None, {})
+
+
+def test_the_loop_asks_the_model_and_reads_of_the_recipe_only_what_every_recipe_has(tmp_path):
+    """A model whose recipe is a bare TrainingRecipe trains, holds images out and saves: any other key the
+    loop read would be an AttributeError. Each part of the model is asked for, with the recipe itself."""
+    prepare_workspace(tmp_path, precision="float32")
+    _, settings, _ = training_params(tmp_path)
+    recipe = TrainingRecipe(epochs=1, batch_size=16, calibration_images=5)
+    asked = []
+
+    def part(name, value):
+        def answer(given, *args):
+            assert given is recipe
+            asked.append(name)
+            return value(*args)
+
+        return answer
+
+    model = SimpleNamespace(
+        check=part("check", lambda replicas: None),
+        build=part("build", lambda num_classes, images, seed, replicas: seed_cnn(None, num_classes)),
+        optimizer=part("optimizer", lambda steps: keras.optimizers.SGD(0.01)),
+        loss=part("loss", lambda: keras.losses.CategoricalCrossentropy()),
+        batching=part("batching", lambda: Batching(drop_last_batch=True)),
+        callbacks=part("callbacks", lambda steps: []),
+    )
+    network, history = train(model, settings, recipe, Artifacts(tmp_path))
+    assert sorted(asked) == ["batching", "build", "callbacks", "check", "loss", "optimizer"]
+    assert len(history["loss"]) == 1 and network.name == "seed_cnn"
+    # the model's batching: 95 training images left after 5 held out, batch 16, the last partial batch dropped
+    assert network.optimizer.iterations.numpy() == 95 // 16

@@ -8,7 +8,7 @@ import yaml
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.figures.stimuli import kernels_figure, mosaic, stimuli_figure
-from cifar.models import build_model
+from cifar.models.seed_cnn import build as seed_cnn
 from cifar.network.layers import normalized_input
 from cifar.network.trained import class_score_tensor, load_trained_model
 from cifar.visualization import gradient_ascent
@@ -34,7 +34,7 @@ def tiny_conv_model(dead_filters=2, live_filters=3):
 
 
 def test_finds_the_four_conv_activations_of_seed_cnn():
-    model = build_model("seed_cnn", 10, recipe=None)
+    model = seed_cnn()
     assert [layer.name for layer in gradient_ascent.conv_activation_layers(model)] == [
         "leaky_re_lu_1",
         "leaky_re_lu_2",
@@ -68,7 +68,7 @@ def test_a_conv_with_its_own_activation_counts_and_a_linear_one_does_not():
 
 def test_every_stimulus_raises_its_target_above_the_starting_noise():
     keras.utils.set_random_seed(0)
-    model = build_model("seed_cnn", 10, recipe=None)
+    model = seed_cnn()
     image = gradient_ascent.normalized_image(model)
     layers = gradient_ascent.conv_activation_layers(model)[:2]
     submodels = [keras.Model(image, layer.output) for layer in layers]
@@ -84,7 +84,7 @@ def test_every_stimulus_raises_its_target_above_the_starting_noise():
 
 def test_groups_optimised_together_equal_groups_optimised_alone():
     keras.utils.set_random_seed(0)
-    model = build_model("seed_cnn", 10, recipe=None)
+    model = seed_cnn()
     image = gradient_ascent.normalized_image(model)
     submodels = [keras.Model(image, layer.output) for layer in gradient_ascent.conv_activation_layers(model)[:2]]
     submodels.append(keras.Model(image, class_score_tensor(model)))
@@ -100,7 +100,7 @@ def test_groups_optimised_together_equal_groups_optimised_alone():
 @pytest.mark.parametrize("jitter, blur", [(2, 0.0), (0, 1.0)])
 def test_regularisers_keep_the_ascent_working(jitter, blur):
     keras.utils.set_random_seed(0)
-    model = build_model("seed_cnn", 10, recipe=None)
+    model = seed_cnn()
     layer = gradient_ascent.conv_activation_layers(model)[0]
     submodel = keras.Model(gradient_ascent.normalized_image(model), layer.output)
     start = gradient_ascent.starting_noise(16, np.random.default_rng(0), gradient_ascent.CONV_NOISE_SCALE)

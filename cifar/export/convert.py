@@ -13,7 +13,7 @@ def write_saved_model(model, directory):
     """A SavedModel (its `serve` signature: uint8 images -> class probabilities) in `directory`.
 
     `model.export` traces `model.call` without a `training` argument, which leaves each layer at
-    its own default: the fast model's RandomTranslation then shifts every image at inference and
+    its own default: the airbench models' RandomTranslation then shifts every image at inference and
     its BatchNorm updates its statistics (ops TFLite lacks). The endpoint here says inference.
     """
     import keras

@@ -13,7 +13,7 @@ import numpy as np
 from cifar.core.params import Rule, boolean, choice, fraction, non_negative_int, param, positive_number
 from cifar.models import airbench_net
 from cifar.models.airbench_net import AirbenchRecipe, batching, loss  # noqa: F401  the loop asks this module
-from cifar.training.schedules import WARMUP_EPOCHS, recipe_warmup_cosine
+from cifar.training.schedules import WARMUP_EPOCHS, warmup_cosine_in_epochs
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ def learning_rate(recipe, steps_per_epoch):
     """airbench's triangle (linear up from `initial_lr_fraction`, linear down), or a warm-up from 0 then cosine."""
     total = recipe.epochs * steps_per_epoch
     if recipe.schedule == "cosine":
-        return recipe_warmup_cosine(recipe, steps_per_epoch, recipe.final_lr_fraction)
+        rate, warmup, epochs = recipe.learning_rate, recipe.warmup_epochs, recipe.epochs
+        return warmup_cosine_in_epochs(rate, warmup, epochs, steps_per_epoch, recipe.final_lr_fraction)
     peak = round(recipe.warmup_epochs * steps_per_epoch)
     return Triangle(recipe.learning_rate, peak, total, recipe.initial_lr_fraction, recipe.final_lr_fraction)
 

@@ -12,7 +12,7 @@ from cifar.core.params import choice, param, positive_number
 from cifar.network.layers import normalized_input
 from cifar.training.batches import Batching
 from cifar.training.recipe import TrainingRecipe
-from cifar.training.schedules import WARMUP_EPOCHS, recipe_warmup_cosine
+from cifar.training.schedules import WARMUP_EPOCHS, warmup_cosine_in_epochs
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ def optimizer(recipe, steps_per_epoch):
     `callbacks`), or on a warm-up and cosine decay per step."""
     if recipe.schedule == "exponential":
         return keras.optimizers.Adamax(recipe.learning_rate)
-    return keras.optimizers.Adamax(recipe_warmup_cosine(recipe, steps_per_epoch))
+    schedule = warmup_cosine_in_epochs(recipe.learning_rate, recipe.warmup_epochs, recipe.epochs, steps_per_epoch)
+    return keras.optimizers.Adamax(schedule)
 
 
 def loss(recipe):

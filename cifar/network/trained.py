@@ -6,14 +6,14 @@ from pathlib import Path
 import keras
 
 from cifar.core.errors import PipelineError
-from cifar.network import layers  # noqa: F401  registers our layers, which saved fast models hold
+from cifar.network import layers  # noqa: F401  registers our layers, which saved airbench models hold
 
 
 def load_trained_model(model_file):
     """The model of `model_file` for prediction, or PipelineError naming the file.
 
     Without its optimizer (`compile=False`): predicting needs none, and so no training code
-    (the fast model's optimizer holds a learning-rate schedule of cifar/training).
+    (an airbench model's optimizer is its model's code, in cifar/models).
     """
     model_file = Path(model_file)
     if not model_file.is_file():

@@ -4,7 +4,7 @@ import keras
 
 from cifar.core.params import Rule
 
-# The rule of a recipe's `warmup_epochs`, the length of the warm-up of recipe_warmup_cosine
+# The rule of a recipe's `warmup_epochs`, the warm-up of warmup_cosine_in_epochs
 WARMUP_EPOCHS = Rule((int, float), "a number of epochs from 0 to 100", minimum=0, maximum=100)
 
 
@@ -19,8 +19,7 @@ def warmup_cosine(learning_rate, warmup_steps, total_steps, final_fraction=0.0):
     )
 
 
-def recipe_warmup_cosine(recipe, steps_per_epoch, final_fraction=0.0):
-    """warmup_cosine per step for a recipe: its `learning_rate`, `warmup_epochs` and `epochs`."""
-    total = recipe.epochs * steps_per_epoch
-    warmup = round(recipe.warmup_epochs * steps_per_epoch)
-    return warmup_cosine(recipe.learning_rate, warmup, total, final_fraction)
+def warmup_cosine_in_epochs(learning_rate, warmup_epochs, epochs, steps_per_epoch, final_fraction=0.0):
+    """warmup_cosine per step, its warm-up and length given in epochs (a recipe's `warmup_epochs`, `epochs`)."""
+    warmup = round(warmup_epochs * steps_per_epoch)
+    return warmup_cosine(learning_rate, warmup, epochs * steps_per_epoch, final_fraction)
