@@ -1,33 +1,31 @@
-"""What the fast model took from airbench94, each checked against what airbench's code does.
+"""What airbench94 and airbench94_muon took from airbench's code, each checked against what it does.
 
 The schedule (its `triangle`), the alternating flip (its CifarLoader), the identity-initialised
 convs (its Conv.reset_parameters), the whitening layer on standardised inputs (its
 init_whitening_conv), the whitening bias frozen after some epochs (requires_grad False) and
-lookahead (its LookaheadState), and a killed run with all of them resuming exactly.
+lookahead (its LookaheadState), and a killed run of either model with all of them resuming exactly.
 """
+
+import dataclasses
 
 import keras
 import numpy as np
 import pytest
 
-from benchmarks.recipes import SGD_RECIPE
-from benchmarks.workspace import PROJECT, set_params
-from cifar.core.params import load_params
-from cifar.models import model_definition
-from cifar.models.fast import RECIPE
-from cifar.models.fast import build as fast_cnn
+from benchmarks.workspace import PROJECT
+from cifar import models
+from cifar.core.params import read_params_file
+from cifar.models import airbench94, airbench94_muon, seed_cnn
+from cifar.models.airbench94 import Triangle
+from cifar.models.airbench_net import FreezeAfter
 from cifar.network.layers import ScaledBias
-from cifar.training.batches import training_batches
-from cifar.training.callbacks import FreezeAfter
-from cifar.training.schedules import Triangle
+from cifar.training.batches import Batching, training_batches
 from tests.helpers import prepare_workspace, train_in_workspace
 
-TINY_FAST = {"epochs": 3, "batch_size": 16, "widths": [8, 16, 16], "warmup_epochs": 0.5}
 
-
-@pytest.fixture(scope="module")
-def recipe():
-    return load_params({"fast": RECIPE}, PROJECT / "params.yaml")["fast"]
+def defaults(name):
+    """Model `name`'s Recipe as params.yaml's section gives it."""
+    return models.recipe(name, read_params_file(PROJECT / "params.yaml"))
 
 
 def images(count, seed=0):
@@ -54,7 +52,7 @@ def flips_by_epoch(x, seed, epochs, first_epoch=0):
     """{image index: [mirrored in epoch e, ...]} from the batches (each image's pixels say which it is)."""
     y = keras.utils.to_categorical(np.zeros(len(x)), 2)
     seen = {}
-    for batch, _ in training_batches(x, y, 8, seed, first_epoch, epochs, alternating_flip=True):
+    for batch, _ in training_batches(x, y, 8, seed, first_epoch, epochs, Batching(alternating_flip=True)):
         for image in batch.numpy():
             index = int(image[0, 0, 0])
             mirrored = image[0, 0, 1] == 1  # column 0 holds 0 in the original, 1 after a mirror
@@ -77,8 +75,9 @@ def test_alternating_flip_shows_each_image_both_ways_in_turn():
     assert resumed == {index: ways[2:] for index, ways in seen.items()}
 
 
-def test_convs_start_as_airbenchs_identity_plus_pytorchs_default_init(recipe):
-    model = fast_cnn(10, {**recipe, "widths": [8, 16, 24], "init": "airbench", "head_unit_std": False}, images(50))
+def test_convs_start_as_airbenchs_identity_plus_pytorchs_default_init():
+    sgd = dataclasses.replace(defaults("airbench94"), widths=[8, 16, 24], init="airbench")
+    model = airbench94.build(sgd, 10, images(50))  # its head as drawn
     for name in ("block1a_conv", "block1b_conv", "block2a_conv", "block3b_conv"):
         kernel = model.get_layer(name).get_weights()[0]  # (3, 3, in, out)
         channels_in = kernel.shape[2]
@@ -91,10 +90,11 @@ def test_convs_start_as_airbenchs_identity_plus_pytorchs_default_init(recipe):
             assert np.abs(rest).max() <= bound and np.abs(rest).max() > 0.8 * bound
     dense = model.get_layer("dense").get_weights()[0]
     assert np.abs(dense).max() <= 1 / np.sqrt(24)
-    # airbench94_muon's reset (the defaults): the same draw, `w *= 1 / w.std()`
-    unit = fast_cnn(10, {**recipe, "widths": [8, 16, 24], "init": "airbench"}, images(50)).get_layer("dense")
-    assert recipe["head_unit_std"] and unit.get_weights()[0].std() == pytest.approx(1, rel=1e-5)
-    keras_init = fast_cnn(10, {**recipe, "widths": [8, 16, 24], "init": "keras"}, images(50))
+    # airbench94_muon's reset (its defaults): the same draw, `w *= 1 / w.std()`
+    muon = dataclasses.replace(defaults("airbench94_muon"), widths=[8, 16, 24], init="airbench")
+    unit = airbench94_muon.build(muon, 10, images(50)).get_layer("dense")
+    assert muon.head_unit_std and unit.get_weights()[0].std() == pytest.approx(1, rel=1e-5)
+    keras_init = airbench94.build(dataclasses.replace(sgd, init="keras"), 10, images(50))
     assert not np.any(keras_init.get_layer("block1b_conv").get_weights()[0][1, 1] == 1)
 
 
@@ -127,41 +127,36 @@ def test_frozen_bias_gets_no_update_at_all_not_even_momentum_or_weight_decay():
     assert not np.array_equal(kernels[2], kernels[3])  # the rest still learns
 
 
-def test_recipe_asks_for_its_callbacks(recipe):
-    recipe_callbacks = model_definition("fast").callbacks
-    assert [type(c).__name__ for c in recipe_callbacks(recipe, 7)] == [
-        "FreezeAfter"
-    ]  # the defaults: Muon's, no lookahead
-    recipe = {**recipe, **SGD_RECIPE}  # airbench94's, with lookahead
-    freeze, lookahead = recipe_callbacks(recipe, steps_per_epoch=7)
-    assert (freeze.layer_name, freeze.epochs) == ("whiten_bias", recipe["whiten_bias_epochs"])
+def test_each_model_asks_for_its_callbacks():
+    muon = defaults("airbench94_muon")
+    assert [type(c).__name__ for c in airbench94_muon.callbacks(muon, 7)] == ["FreezeAfter"]  # no lookahead
+    assert airbench94_muon.callbacks(dataclasses.replace(muon, whiten_bias_epochs=None), 7) == []
+    recipe = defaults("airbench94")  # airbench94's, with lookahead
+    freeze, lookahead = airbench94.callbacks(recipe, steps_per_epoch=7)
+    assert (freeze.layer_name, freeze.epochs) == ("whiten_bias", recipe.whiten_bias_epochs)
     assert (lookahead.every, lookahead.start_epoch, lookahead.total_steps) == (
-        recipe["lookahead_every"],
-        recipe["lookahead_start_epoch"],
-        7 * recipe["epochs"],
+        recipe.lookahead_every,
+        recipe.lookahead_start_epoch,
+        7 * recipe.epochs,
     )
-    assert recipe_callbacks({**recipe, "whiten_bias_epochs": None, "lookahead_every": 0}, 7) == []
-    tutorial = {**recipe, "schedule": "warmup_cosine"}
-    assert model_definition("seed_cnn").callbacks(tutorial, 7) == []  # per-step schedule: none
+    assert airbench94.callbacks(dataclasses.replace(recipe, whiten_bias_epochs=None, lookahead_every=0), 7) == []
+    tutorial = dataclasses.replace(defaults("seed_cnn"), schedule="warmup_cosine")
+    assert seed_cnn.callbacks(tutorial, 7) == []  # per-step schedule: none
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "muon"])
-def test_killed_run_with_every_addition_resumes_exactly(tmp_path, optimizer):
+@pytest.mark.parametrize("model", ["airbench94", "airbench94_muon"])
+def test_killed_run_with_every_addition_resumes_exactly(tmp_path, model):
     """Lookahead's average, the frozen bias and the flips' phase all come back from a checkpoint; with
-    Muon, its momentum buffers and the groups' rates too."""
-    additions = {
-        **TINY_FAST,
-        "flip": "alternating",
-        "init": "airbench",
-        "schedule": "triangle",
-        "whiten_bias_epochs": 1,
-        "lookahead_every": 2,
-        "lookahead_start_epoch": 1,
-    }
-    if optimizer == "muon":  # airbench94_muon's: no lookahead, the linear decay
-        additions.update(optimizer="muon", schedule="linear", lookahead_every=0, head_unit_std=True)
-    prepare_workspace(tmp_path / "whole", precision="float32", train_images=64, test_images=20, model="fast")
-    set_params(tmp_path / "whole", fast=additions)
+    airbench94_muon, its optimizer's momentum buffers and the groups' rates too."""
+    # three epochs of 3 steps of 16 (60 images, TINY's 10 held out), over each model's tiny recipe
+    additions = {"epochs": 3, "batch_size": 16, "flip": "alternating", "init": "airbench", "whiten_bias_epochs": 1}
+    if model == "airbench94":  # airbench94's triangle and lookahead
+        additions.update(schedule="triangle", lookahead_every=2, lookahead_start_epoch=1)
+    else:  # airbench94_muon's: no lookahead, the linear decay, the head at unit std
+        additions.update(head_unit_std=True)
+    prepare_workspace(
+        tmp_path / "whole", precision="float32", train_images=64, test_images=20, model=model, **additions
+    )
 
     class WhitenBias(keras.callbacks.Callback):
         values = []
@@ -186,8 +181,9 @@ def test_killed_run_with_every_addition_resumes_exactly(tmp_path, optimizer):
             if epoch == 1:
                 raise Crash
 
-    prepare_workspace(tmp_path / "killed", precision="float32", train_images=64, test_images=20, model="fast")
-    set_params(tmp_path / "killed", fast=additions)
+    prepare_workspace(
+        tmp_path / "killed", precision="float32", train_images=64, test_images=20, model=model, **additions
+    )
     with pytest.raises(Crash):
         train_in_workspace(tmp_path / "killed", callbacks=[CrashAfterSecondEpoch()])
     resumed, _ = train_in_workspace(tmp_path / "killed")

@@ -1,7 +1,9 @@
-"""The Muon recipe against airbench94_muon.py's own code (cifar10-airbench at commit 096d14d), each
+"""The model airbench94_muon against airbench94_muon.py's own code (cifar10-airbench at commit 096d14d), each
 piece transcribed from it in NumPy with PyTorch's semantics spelled out: `zeropower_via_newtonschulz5`
 in bfloat16, `Muon.step`, the SGD groups with their weight decay and rates, the linear decay to 0,
 the whitening bias's shorter decay, the summed loss, and the head's initialisation and scaling."""
+
+import dataclasses
 
 import keras
 import ml_dtypes
@@ -9,13 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks.recipes import AIRBENCH_MUON_RECIPE
+from benchmarks.recipes import AIRBENCH94_MUON_ORIGINAL, TINY
 from benchmarks.workspace import PROJECT
-from cifar.core.params import load_params
-from cifar.models.fast import RECIPE, learning_rate, optimizer
-from cifar.models.fast import build as fast_cnn
+from cifar import models
+from cifar.core.params import read_params_file
+from cifar.models.airbench94_muon import AirbenchMuon, build, newton_schulz, optimizer
 from cifar.network.layers import ScaledBias
-from cifar.training.muon import AirbenchMuon, newton_schulz
+from tests.helpers import tiny_recipe
 
 # How far a conv kernel may be from the reference after the step test's three steps
 FILTER_BOUND = 1e-3
@@ -102,13 +104,13 @@ def variables_of(model):
 
 @pytest.fixture(scope="module")
 def recipe():
-    defaults = load_params({"fast": RECIPE}, PROJECT / "params.yaml")["fast"]
-    return {**defaults, **AIRBENCH_MUON_RECIPE, "widths": [8, 16, 16], "calibration_images": 0}
+    """airbench94_muon's own values at the tiny recipe's widths."""
+    return tiny_recipe("airbench94_muon", **{**AIRBENCH94_MUON_ORIGINAL, "widths": TINY["airbench94_muon"]["widths"]})
 
 
 def test_the_recipe_checks_and_builds_airbench_s_groups(recipe):
-    load_params({"fast": RECIPE}, PROJECT / "params.yaml")  # the new keys have rules and defaults
-    model = fast_cnn(10, recipe, seed=0)
+    models.recipe("airbench94_muon", read_params_file(PROJECT / "params.yaml"))  # every key has a rule and a value
+    model = build(recipe, 10, seed=0)
     # the BatchNorm biases take their rate from the optimizer, not from ScaledBias's reparametrisation
     assert all(layer.scale == 1.0 for layer in model.layers if isinstance(layer, ScaledBias))
     # the head starts at standard deviation 1 (`w *= 1 / w.std()`) and its output is divided by 256 inputs
@@ -127,12 +129,12 @@ def test_the_recipe_checks_and_builds_airbench_s_groups(recipe):
 
 def test_every_rate_falls_linearly_to_zero_and_the_whitening_bias_s_over_its_epochs(recipe):
     steps_per_epoch = 25  # 50,000 // 2,000
-    schedule = learning_rate(recipe, steps_per_epoch)
-    total = recipe["epochs"] * steps_per_epoch
+    muon = optimizer(recipe, steps_per_epoch)
+    total = recipe.epochs * steps_per_epoch
     for step in (0, 1, 57, 199, 200):
         # main(): group["lr"] = group["initial_lr"] * (1 - step / total_train_steps)
-        assert float(schedule(step)) == pytest.approx(1 - step / total, abs=1e-6)
-    muon = optimizer(recipe, steps_per_epoch)
+        muon.iterations.assign(step)
+        assert float(muon.learning_rate) == pytest.approx(1 - step / total, abs=1e-6)  # each group's fraction
     assert muon.whiten_bias_steps == 3 * steps_per_epoch  # whiten_bias_train_steps = ceil(3 * len(loader))
     assert muon.gradient_scale == 2000 and muon.decay == pytest.approx(2e-6 * 2000)
 
@@ -143,35 +145,29 @@ def test_the_docs_give_airbench94_muon_s_values():
     import yaml
 
     guide = (PROJECT / "docs/fast-model.md").read_text()
-    line = next(line for line in guide.splitlines() if "fast.optimizer=muon" in line)
-    documented = {key: yaml.safe_load(value) for key, value in re.findall(r"-S '?fast\.(\w+)=([^\s']+)", line)}
-    defaults = load_params({"fast": RECIPE}, PROJECT / "params.yaml")["fast"]
-    assert {**defaults, **documented} == {**defaults, **AIRBENCH_MUON_RECIPE}
+    line = next(line for line in guide.splitlines() if line.startswith("dvc exp run -n airbench94-muon "))
+    assert "-S train.model=airbench94_muon " in line
+    found = re.findall(r"-S '?airbench94_muon\.(\w+)=([^\s']+)", line)  # quoted where a shell would glob
+    documented = {key: yaml.safe_load(value) for key, value in found}
+    defaults = read_params_file(PROJECT / "params.yaml")["airbench94_muon"]
+    assert {**defaults, **documented} == {**defaults, **AIRBENCH94_MUON_ORIGINAL}
 
 
 def test_a_training_step_moves_every_group_as_airbench_s_two_optimizers(recipe):
-    """Three steps of AirbenchMuon on a model's own variables and given gradients (of the mean loss),
-    against Muon.step and SGD's groups on the summed loss's gradients (batch_size x the mean's)."""
-    model = fast_cnn(10, recipe, seed=0)
-    steps_per_epoch, batch = 4, recipe["batch_size"]
-    muon = AirbenchMuon(
-        learning_rate(recipe, steps_per_epoch),
-        filter_lr=0.24,
-        filter_momentum=0.6,
-        newton_schulz_steps=3,
-        bias_lr=0.053,
-        head_lr=0.67,
-        momentum=0.85,
-        weight_decay=2e-6 * batch,
-        gradient_scale=batch,
-        whiten_bias_steps=2,  # shorter than the run, to see its rate reach 0
-    )
+    """Three steps of the model's optimizer (airbench's values) on its own variables and given gradients
+    (of the mean loss), against Muon.step and SGD's groups on the summed loss's gradients (batch_size x
+    the mean's)."""
+    model = build(recipe, 10, seed=0)
+    steps_per_epoch, batch = 2, recipe.batch_size
+    # the whitening bias's rate falls over 1 epoch of 2 steps, shorter than the run, to see it reach 0
+    muon = optimizer(dataclasses.replace(recipe, whiten_bias_epochs=1), steps_per_epoch)
+    assert isinstance(muon, AirbenchMuon) and muon.whiten_bias_steps == 2
     variables = list(model.trainable_variables)
     muon.build(variables)
     rng = np.random.default_rng(0)
     reference = {v.path: np.array(v.numpy(), np.float32) for v in variables}
     buffers = {path: np.zeros_like(value) for path, value in reference.items()}
-    total = recipe["epochs"] * steps_per_epoch
+    total = recipe.epochs * steps_per_epoch
     wd = 2e-6 * batch
     for step in range(3):
         mean_gradients = {v.path: rng.normal(scale=1e-3, size=v.shape).astype(np.float32) for v in variables}
@@ -228,7 +224,7 @@ def test_a_deliberate_break_of_each_piece_shows():
 
 
 def test_the_muon_optimizer_saves_and_loads_with_its_config(recipe, tmp_path):
-    model = fast_cnn(10, recipe, seed=0)
+    model = build(recipe, 10, seed=0)
     model.compile(optimizer=optimizer(recipe, 25), loss="categorical_crossentropy")
     images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     labels = keras.utils.to_categorical(np.arange(8) % 10, 10)

@@ -1,4 +1,5 @@
-"""The fast model: structure, whitening, augmentation, its recipe training a step, and test-time augmentation."""
+"""The network airbench94 and airbench94_muon share (cifar/models/airbench_net.py): structure, whitening,
+augmentation, each model's recipe training a step, and test-time augmentation."""
 
 import json
 
@@ -6,32 +7,26 @@ import keras
 import numpy as np
 import pytest
 
-from benchmarks.recipes import SGD_RECIPE
-from benchmarks.workspace import PROJECT, set_params
+from benchmarks.recipes import TINY
+from cifar import models
 from cifar.core.artifacts import Artifacts
-from cifar.core.params import load_params
-from cifar.models import build_model
-from cifar.models.fast import RECIPE, augmentation, whitening_kernel
-from cifar.models.fast import build as fast_cnn
+from cifar.core.errors import PipelineError
+from cifar.models.airbench_net import augmentation, whitening_kernel
 from cifar.network.layers import ScaledBias
 from cifar.network.trained import load_trained_model
 from tests.datagen import CLASSES
-from tests.helpers import assert_test_metrics_are_the_models, prepare_workspace, train_in_workspace
+from tests.helpers import assert_test_metrics_are_the_models, prepare_workspace, tiny_recipe, train_in_workspace
 
-TINY_FAST = {"epochs": 1, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5}
-
-
-@pytest.fixture(scope="module")
-def recipe():
-    return load_params({"fast": RECIPE}, PROJECT / "params.yaml")["fast"]
+AIRBENCH = ("airbench94", "airbench94_muon")  # the models built on the shared network
 
 
 def images(count, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
 
 
-def test_fast_model_has_the_recipes_widths_and_a_frozen_whitening_layer(recipe):
-    model = fast_cnn(10, {**recipe, "widths": [8, 16, 24]}, images(20))
+@pytest.mark.parametrize("name", AIRBENCH)
+def test_the_network_has_the_recipes_widths_and_a_frozen_whitening_layer(name):
+    model = models.model(name).build(tiny_recipe(name, widths=[8, 16, 24]), 10, images(20))
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [conv.filters for conv in convs] == [24, 8, 8, 16, 16, 24, 24]
     assert not convs[0].trainable and convs[0].kernel.shape == (2, 2, 3, 24)
@@ -56,9 +51,9 @@ def test_whitening_kernel_decorrelates_patches():
     np.testing.assert_array_equal(kernel[..., 12:], -kernel[..., :12])
 
 
-def test_augmentation_flips_and_shifts_in_training_only(recipe):
+def test_augmentation_flips_and_shifts_in_training_only():
     batch = images(16, seed=1)
-    layers = augmentation({**recipe, "flip": "random", "translate": 2}, seed=3)
+    layers = augmentation(tiny_recipe("airbench94_muon", flip="random", translate=2), seed=3)
     x = keras.ops.convert_to_tensor(batch.astype("float32"))
     out = x
     for layer in layers:
@@ -103,24 +98,25 @@ def test_scaled_bias_learns_scale_squared_times_faster():
     np.testing.assert_allclose(np.asarray(layer(x)), np.full((1, 3), -0.01 * 64), rtol=1e-6)
 
 
-def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visualised(tmp_path):
+def test_the_muon_defaults_train_and_their_model_loads_back_and_is_evaluated_and_visualised(tmp_path):
     from stages.evaluate import evaluate
     from stages.visualize import visualize
 
-    prepare_workspace(tmp_path, precision="auto", train_images=64, test_images=20, model="fast")
-    params = set_params(tmp_path, fast={**TINY_FAST, "label_smoothing": 0.2})
+    params = prepare_workspace(
+        tmp_path, precision="auto", train_images=64, test_images=20, model="airbench94_muon", label_smoothing=0.2
+    )
     artifacts = Artifacts(tmp_path)
 
     model, history = train_in_workspace(tmp_path)
-    assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
-    assert type(model.optimizer).__name__ == "AirbenchMuon"  # the defaults: airbench94_muon's optimizers
+    assert len(history["loss"]) == TINY["airbench94_muon"]["epochs"] and np.all(np.isfinite(history["loss"]))
+    assert type(model.optimizer).__name__ == "AirbenchMuon"  # airbench94_muon's optimizers
     assert model.loss.label_smoothing == 0.2
     loaded = load_trained_model(Artifacts(tmp_path).model)
     batch = images(4)
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
     assert json.loads(Artifacts(tmp_path).model_classes.read_text()) == CLASSES
 
-    metrics = evaluate(params["evaluate"], params["tta"]["fast"], artifacts)
+    metrics = evaluate(params["evaluate"], params["tta"]["airbench94_muon"], artifacts)
     # `auto`: bfloat16 on CPUs with bfloat16 units, then bounded by the float32 copy's numbers
     assert_test_metrics_are_the_models(tmp_path, metrics)
     assert list(metrics["per_class"]) == CLASSES
@@ -131,15 +127,24 @@ def test_fast_recipe_trains_and_its_model_loads_back_and_is_evaluated_and_visual
     assert (artifacts.stimuli_dir / "block3b_gelu.png").is_file()
 
 
-def test_model_name_selects_the_builder(recipe):
-    assert build_model("fast", 10, recipe).name == "fast"
-    assert build_model("seed_cnn", 10, recipe=None).name == "seed_cnn"
+@pytest.mark.parametrize("name", ["seed_cnn", *AIRBENCH])
+def test_the_model_name_selects_its_module_and_builder(name):
+    module = models.model(name)
+    assert module.__name__ == f"cifar.models.{name}"
+    assert module.build(tiny_recipe(name), 10).name == name
+
+
+def test_an_unknown_or_renamed_model_is_refused():
+    with pytest.raises(PipelineError, match=r"unknown model 'fast'; known: seed_cnn, airbench94, airbench94_muon"):
+        models.model("fast")
 
 
 def test_weight_average_survives_a_kill_after_the_last_checkpoint(tmp_path):
     """The last checkpoint holds the raw weights; a resumed run must still end on their moving average."""
-    prepare_workspace(tmp_path, precision="float32", train_images=64, test_images=20, model="fast")
-    set_params(tmp_path, fast={**SGD_RECIPE, **TINY_FAST, "epochs": 2, "ema_momentum": 0.5})  # SGD's average
+    # airbench94's SGD keeps the average (ema_momentum); airbench94_muon has none
+    prepare_workspace(
+        tmp_path, precision="float32", train_images=64, test_images=20, model="airbench94", ema_momentum=0.5
+    )
 
     class Crash(Exception):
         pass

@@ -1,7 +1,10 @@
-"""The fast model against airbench94's own code (airbench94.py at commit 01a2367, the file that
-benchmarks/bench_airbench.py pins), each reference transcribed from it in NumPy, PyTorch's
-semantics spelled out: BatchNorm's running statistics, the translation, the whitening layer and its
-bias, the steps of an epoch, test-time augmentation and lookahead over airbench's step counts."""
+"""airbench94 (the model, and the network it shares with airbench94_muon) against airbench94's own code
+(airbench94.py at commit 01a2367, the file that benchmarks/bench_airbench.py pins), each reference
+transcribed from it in NumPy, PyTorch's semantics spelled out: BatchNorm's running statistics, the
+translation, the whitening layer and its bias, the steps of an epoch, test-time augmentation and
+lookahead over airbench's step counts."""
+
+import dataclasses
 
 import keras
 import numpy as np
@@ -9,25 +12,33 @@ import pytest
 from scipy.special import softmax
 
 from benchmarks.workspace import PROJECT
-from cifar.core.params import load_params
+from cifar import models
+from cifar.core.params import read_params_file
 from cifar.evaluation import tta
-from cifar.models.fast import RECIPE, batchnorm, channel_statistics
-from cifar.models.fast import build as fast_cnn
+from cifar.models import airbench94, airbench94_muon, seed_cnn
+from cifar.models.airbench94 import Lookahead
+from cifar.models.airbench_net import batchnorm, channel_statistics
 from cifar.network.layers import RandomShift
-from cifar.training.batches import training_batches
-from cifar.training.lookahead import Lookahead
-from cifar.training.loop import batching, epoch_steps
+from cifar.training.batches import Batching, training_batches
+from cifar.training.loop import epoch_steps
+
+
+def defaults(name):
+    """Model `name`'s Recipe as params.yaml's section gives it."""
+    return models.recipe(name, read_params_file(PROJECT / "params.yaml"))
 
 
 @pytest.fixture(scope="module")
 def recipe():
-    return load_params({"fast": RECIPE}, PROJECT / "params.yaml")["fast"]
+    return defaults("airbench94")
 
 
-def test_the_defaults_are_airbench_s_choices(recipe):
-    assert recipe["batchnorm_momentum"] == 0.6  # hyp['net']['batchnorm_momentum']
-    assert recipe["translate"] == 2 and recipe["flip"] == "alternating"  # hyp['aug']
-    assert recipe["drop_last_batch"] is True  # CifarLoader: drop_last = train
+@pytest.mark.parametrize("name", ["airbench94", "airbench94_muon"])
+def test_the_defaults_are_airbench_s_choices(name):
+    recipe = defaults(name)
+    assert recipe.batchnorm_momentum == 0.6  # hyp['net']['batchnorm_momentum']
+    assert recipe.translate == 2 and recipe.flip == "alternating"  # hyp['aug']
+    assert recipe.drop_last_batch is True  # CifarLoader: drop_last = train
 
 
 # BatchNorm: airbench's BatchNorm(num_features, momentum=hyp 0.6) calls
@@ -49,7 +60,7 @@ def test_batchnorm_running_statistics_follow_pytorch_s_update_with_airbench_s_mo
     layer = batchnorm(recipe, "bn")
     for batch in batches:
         layer(batch, training=True)
-    mean, var = pytorch_running_statistics(batches, momentum=1 - recipe["batchnorm_momentum"])
+    mean, var = pytorch_running_statistics(batches, momentum=1 - recipe.batchnorm_momentum)
     np.testing.assert_allclose(np.asarray(layer.moving_mean), mean, rtol=1e-5, atol=1e-5)
     # Keras's running variance takes the biased batch variance: 1/(n-1) relative, n = 1,024 values here
     np.testing.assert_allclose(np.asarray(layer.moving_variance), var, rtol=2e-3)
@@ -71,11 +82,11 @@ def airbench_crops(image, r=2):
 
 def test_translation_is_airbench_s_whole_pixel_crop_of_the_reflect_padded_image(recipe):
     images = np.random.default_rng(1).normal(size=(4000, 32, 32, 3)).astype(np.float32)
-    layer = RandomShift(recipe["translate"], seed=3)
+    layer = RandomShift(recipe.translate, seed=3)
     shifted = np.asarray(layer(images, training=True))
     drawn = []
     for image, out in zip(images, shifted):
-        matches = [s for s, crop in airbench_crops(image, recipe["translate"]).items() if np.array_equal(out, crop)]
+        matches = [s for s, crop in airbench_crops(image, recipe.translate).items() if np.array_equal(out, crop)]
         assert len(matches) == 1, "each output is exactly one of airbench's crops"
         drawn.append(matches[0])
     drawn = np.array(drawn)
@@ -117,7 +128,7 @@ def test_the_whitening_layer_is_airbench_s_on_standardised_images_with_its_bias_
     rng = np.random.default_rng(0)
     smooth = np.cumsum(rng.normal(size=(300, 32, 32, 3)), axis=2) * 12 + 128 + np.linspace(-30, 30, 3)
     train = np.clip(smooth, 0, 255).astype(np.uint8)
-    model = fast_cnn(10, {**recipe, "widths": [8, 8, 8]}, train_images=train)
+    model = airbench94.build(dataclasses.replace(recipe, widths=[8, 8, 8]), 10, train_images=train)
     assert not np.any(model.get_layer("whiten_bias").get_weights()[0])  # zero, as airbench's
     probe = keras.Model(model.inputs, model.get_layer("whiten_bias").output)
     images = train[:5]
@@ -145,16 +156,17 @@ def test_channel_statistics_default_to_airbench_s_cifar_constants():
 
 # The steps of an epoch: CifarLoader.__len__ is len(images) // batch_size when drop_last (training).
 def test_an_epoch_has_airbench_s_steps_and_leaves_out_the_partial_batch(recipe):
-    assert epoch_steps(50000, 1024, True, "fast") == 50000 // 1024 == 48
-    assert epoch_steps(50000, 256, recipe["drop_last_batch"], "fast") == 195
-    assert epoch_steps(50000, 32, False, "seed_cnn") == 1563  # the tutorial's Keras fit keeps it
-    assert batching(recipe) == (True, True)  # the fast model's: alternating flip, partial batch left out
-    assert batching({"epochs": 1}) == (False, False)  # a recipe without the keys (the tutorial's)
+    airbench = Batching(alternating_flip=True, drop_last_batch=True)  # alternating flip, partial batch left out
+    assert airbench94.batching(recipe) == airbench94_muon.batching(defaults("airbench94_muon")) == airbench
+    assert seed_cnn.batching(defaults("seed_cnn")) == Batching(False, False)  # the tutorial's: neither
+    assert epoch_steps(50000, 1024, airbench, "airbench94") == 50000 // 1024 == 48
+    assert epoch_steps(50000, 256, airbench94.batching(recipe), "airbench94") == 195
+    assert epoch_steps(50000, 32, Batching(), "seed_cnn") == 1563  # the tutorial's Keras fit keeps it
     x, y = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones((1, 32, 32, 3), np.uint8), np.eye(10)
-    batches = list(training_batches(x, y, 4, seed=0, first_epoch=0, epochs=2, drop_last_batch=True))
+    batches = list(training_batches(x, y, 4, seed=0, first_epoch=0, epochs=2, batching=airbench))
     assert [len(images) for images, _ in batches] == [4, 4, 4, 4]
-    with pytest.raises(Exception, match=r"fast.batch_size is 1024, more than the 100 training images"):
-        epoch_steps(100, 1024, True, "fast")
+    with pytest.raises(Exception, match=r"airbench94.batch_size is 1024, more than the 100 training images"):
+        epoch_steps(100, 1024, airbench, "airbench94")
 
 
 # Test-time augmentation, level 2: airbench's infer_mirror_translate, on logits:
@@ -209,7 +221,7 @@ def test_test_time_augmentation_averages_logits_as_airbench(level, separate_soft
     "steps_per_epoch, epochs, every, start, decay, power",
     [
         (6, 3, 2, 1, 0.9, 2.0),
-        (195, 8, 5, 3, 0.95, 3.0),  # the defaults: 50,000 // 256 steps, every 5 (the copy-back falls between)
+        (195, 8, 5, 3, 0.95, 3.0),  # airbench94's defaults' 50,000 // 256 steps an epoch, every 5 (copy-back between)
         (48, 10, 5, 3, 0.95, 3.0),  # airbench94's own 48 steps of 1,024
     ],
 )
@@ -258,7 +270,7 @@ def test_lookahead_follows_airbench_s_loop(steps_per_epoch, epochs, every, start
 # The end of the network: the whitening conv is unpadded (32 -> 31), three 2x2 pools leave 3x3, and
 # airbench's nn.MaxPool2d(3) (stride 3, no padding) takes that whole map: a global max.
 def test_the_final_pool_is_airbench_s_max_pool_of_the_3x3_map(recipe):
-    model = fast_cnn(10, {**recipe, "widths": [8, 8, 8]})
+    model = airbench94.build(dataclasses.replace(recipe, widths=[8, 8, 8]), 10)
     probe = keras.Model(model.inputs, [model.get_layer("block3b_gelu").output, model.get_layer("pool").output])
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     last_map, pooled = (np.asarray(t) for t in probe(images, training=False))

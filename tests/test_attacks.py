@@ -25,8 +25,7 @@ from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.data.datasets import read_dataset
 from tests.datagen import encode_image, write_cifar_archive, write_image_folder_archive
-from tests.helpers import prepare_workspace, run_stage_process
-from tests.test_train import assert_same_weights, weights_of
+from tests.helpers import assert_same_weights, prepare_workspace, run_stage_process, weights_of
 
 EPOCHS = 3
 
@@ -96,21 +95,22 @@ def test_train_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, reference
     assert not any(Artifacts(tmp_path).train_state.iterdir())  # state removed after success
 
 
-# The fast model with its random flips and shifts on: a resume must restore their random state too.
-FAST_AUGMENTED = {"epochs": EPOCHS, "batch_size": 20, "widths": [8, 16, 16], "flip": "random", "translate": 2}
+# airbench94_muon (its tiny recipe) with random flips and shifts on: a resume must restore their random state too.
+AUGMENTED = {"batch_size": 20, "flip": "random", "translate": 2}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "precision, model",
-    [("mixed_bfloat16", "seed_cnn"), ("float32", "fast")],
-    ids=["bfloat16", "fast-model-augmented"],
+    "precision, model, recipe",
+    [("mixed_bfloat16", "seed_cnn", {}), ("float32", "airbench94_muon", AUGMENTED)],
+    ids=["bfloat16", "airbench94_muon-augmented"],
 )
-def test_train_killed_mid_epoch_then_rerun_equals_an_uninterrupted_run_of_the_same_kind(tmp_path, precision, model):
+def test_train_killed_mid_epoch_then_rerun_equals_an_uninterrupted_run_of_the_same_kind(
+    tmp_path, precision, model, recipe
+):
     reference, attacked = tmp_path / "reference", tmp_path / "attacked"
     for path in (reference, attacked):
-        prepare_workspace(path, precision=precision, epochs=EPOCHS, model=model)
-        set_params(path, fast=FAST_AUGMENTED)
+        prepare_workspace(path, precision=precision, epochs=EPOCHS, model=model, **recipe)
     run_stage_process("train", reference)
     run_attacked("mid-epoch", "train", attacked)
     result = run_stage_process("train", attacked)
