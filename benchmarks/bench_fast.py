@@ -1,14 +1,15 @@
-"""The fast model's whole pipeline, stage by stage, and one training epoch of each model.
+"""A fast model's whole pipeline, stage by stage, and one training epoch of each model.
 
-    python -m benchmarks.bench_fast --source path/to/cifar-10-python.tar.gz [--set fast.epochs=10 ...]
-        [--json benchmarks/results/fast.json]
+    python -m benchmarks.bench_fast --source path/to/cifar-10-python.tar.gz [--model airbench94_muon | airbench94]
+        [--set airbench94_muon.epochs=7 ...] [--json benchmarks/results/fast.json]
 
-In a scratch git + DVC repository holding the pipeline's files, with train.model
-set to fast (and any --set overrides), it runs `dvc repro` one stage at a time and
-reports each stage's wall time, the total, the test accuracy and the fast model's
-seconds per epoch. Then, on the same prepared data and machine, it trains the
+In a scratch git + DVC repository holding the pipeline's files, with train.model set to `--model`
+(airbench94_muon, the fast default, or airbench94, its SGD recipe; and any --set overrides), it runs
+`dvc repro` one stage at a time and reports each stage's wall time, the total, the test accuracy, the
+model's params and its seconds per epoch. Then, on the same prepared data and machine, it trains the
 tutorial's seed_cnn for one epoch: the baseline for the epoch-time ratio.
-`--smoke` runs it all on a small subset with tiny widths: it checks the command, not the speed.
+`--smoke` runs it all on a small subset, every model at its tiny recipe (benchmarks/recipes.py's TINY):
+it checks the command, not the speed.
 """
 
 import argparse
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.recipes import TINY
 from benchmarks.workspace import (
     command_env,
     dvc_command,
@@ -31,22 +33,26 @@ from benchmarks.workspace import (
 )
 from cifar.core.artifacts import Artifacts
 
+# The models it runs: each but the tutorial's, which is the baseline.
+FAST_MODELS = [name for name in TINY if name != "seed_cnn"]
+DEFAULT_MODEL = "airbench94_muon"
+
 SMOKE = {
     "preprocess": {"max_train_images": 300, "max_test_images": 100},
-    "fast": {"epochs": 1, "batch_size": 64, "widths": [8, 16, 16], "calibration_images": 10},
+    **TINY,
     "visualize": {"iterations": 2},
     "robustness": {"max_images": 100},
     "export": {"representative_images": 50, "latency_runs": 5},
 }
 
 
-def run(source, overrides=(), smoke=False, progress=print):
+def run(source, model=DEFAULT_MODEL, overrides=(), smoke=False, progress=print):
     with tempfile.TemporaryDirectory(prefix="bench-fast-") as scratch:
-        repo = scratch_repository(Path(scratch) / "repo", source, train={"model": "fast"}, **(SMOKE if smoke else {}))
+        repo = scratch_repository(Path(scratch) / "repo", source, train={"model": model}, **(SMOKE if smoke else {}))
         root = repo.path
         for section, name, value in overrides:
             set_params(root, **{section: {name: value}})
-        repo.commit("fast model")
+        repo.commit(model)
         stage_s = {}
         for stage in pipeline_stages():
             progress(f"dvc repro {stage} ...")
@@ -55,7 +61,7 @@ def run(source, overrides=(), smoke=False, progress=print):
         params = yaml.safe_load((root / "params.yaml").read_text())
         metrics = json.loads(Artifacts(root).metrics.read_text())
         last_epoch = json.loads((Artifacts(root).train_reports / "metrics.json").read_text())  # validation: no TTA
-        fast_epochs = epoch_seconds(root)
+        model_epochs = epoch_seconds(root)
 
         progress("one epoch of seed_cnn on the same data ...")
         set_params(root, train={"model": "seed_cnn"})
@@ -64,31 +70,33 @@ def run(source, overrides=(), smoke=False, progress=print):
         seed_epoch = epoch_seconds(root)[0]
 
     images = params["preprocess"]["max_train_images"] or 50_000
-    fast_epoch = sorted(fast_epochs)[len(fast_epochs) // 2]  # median: the first epoch also traces
+    model_epoch = sorted(model_epochs)[len(model_epochs) // 2]  # median: the first epoch also traces
     return {
-        "fast_params": params["fast"],
+        "model": model,
+        "model_params": params[model],
         "stage_s": stage_s,
         "total_s": round(sum(stage_s.values()), 1),
         "test_accuracy": metrics["accuracy"],
         "test_ece": metrics["ece"],  # with the temperature, where calibration_images > 0
-        "tta_level": params["tta"]["fast"],
+        "tta_level": params["tta"][model],
         "test_accuracy_without_tta": round(last_epoch["eval"]["accuracy"], 4),
-        "fast_epoch_s": fast_epochs,
+        "model_epoch_s": model_epochs,
         "seed_cnn_epoch_s": seed_epoch,
-        "fast_images_per_s": round(images / fast_epoch, 1),
+        "model_images_per_s": round(images / model_epoch, 1),
         "seed_cnn_images_per_s": round(images / seed_epoch, 1),
-        "epoch_time_ratio_fast_over_seed": round(fast_epoch / seed_epoch, 2),
+        "epoch_time_ratio_model_over_seed_cnn": round(model_epoch / seed_epoch, 2),
     }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, help="CIFAR-10 archive or image folder")
+    parser.add_argument("--model", choices=FAST_MODELS, default=DEFAULT_MODEL, help="train.model (default %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[])
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--smoke", action="store_true", help="a tiny subset: checks the command, not the speed")
     args = parser.parse_args()
-    result = run(args.source, args.overrides, args.smoke)
+    result = run(args.source, args.model, args.overrides, args.smoke)
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

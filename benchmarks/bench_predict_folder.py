@@ -99,7 +99,7 @@ def model_for_benchmark(model_file, scratch):
 
     print(f"{model_file} not found: an untrained seed_cnn (the same cost)")
     path = Path(scratch) / "model.keras"
-    seed_cnn.build(10).save(path)
+    seed_cnn.build(num_classes=10).save(path)
     (path.parent / "classes.json").write_text(json.dumps([f"class{i}" for i in range(10)]))
     return path
 

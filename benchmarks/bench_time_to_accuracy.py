@@ -1,18 +1,19 @@
 """Time to the tutorial's accuracy: a quick recipe versus the tutorial's recipe.
 
 Both train with the real train stage on the same prepared data, one after the other in this
-run: the tutorial's recipe of seed_cnn against `--quick seed_cnn` (QUICK_RECIPE, the tutorial's
-model trained faster), `--quick fast` (FAST_QUICK: the fast model's Muon defaults at a quarter of
-their arithmetic in 3 epochs, the quickest way; docs/fast-model.md gives it as one `dvc exp run`) or
-`--quick fast_sgd` (FAST_QUICK_SGD: the same widths with airbench94's SGD, the quick recipe before
-Muon). The target is the test accuracy the tutorial's recipe ends at; each recipe's time is the
-wall time of training (validation included: both validate every epoch) until its test accuracy
-first reaches it, read from the stage's own per-epoch history (`elapsed_s`). Ratio = tutorial / quick.
+run: the tutorial's recipe of seed_cnn against one model's quick recipe (benchmarks/recipes.py's
+QUICK), `--quick` naming the model: seed_cnn (QUICK_RECIPE, the tutorial's model trained faster),
+airbench94_muon (AIRBENCH94_MUON_QUICK: the fast default's Muon recipe at a quarter of its arithmetic
+in 3 epochs, the quickest way; docs/fast-model.md gives it as one `dvc exp run`) or airbench94
+(AIRBENCH94_QUICK: the same widths with airbench94's SGD, the quickest before Muon). The target is
+the test accuracy the tutorial's recipe ends at; each recipe's time is the wall time of training
+(validation included: both validate every epoch) until its test accuracy first reaches it, read
+from the stage's own per-epoch history (`elapsed_s`). Ratio = tutorial / quick.
 The pair runs once per seed (train.seed; two by default), tutorial and quick taking
 turns; the row gives every seed's ratio and their median.
 
-    python -m benchmarks.bench_time_to_accuracy --source path/to/cifar-10-python.tar.gz [--quick fast | fast_sgd]
-        [--seeds 42 43] [--json out.json]
+    python -m benchmarks.bench_time_to_accuracy --source path/to/cifar-10-python.tar.gz
+        [--quick seed_cnn | airbench94_muon | airbench94] [--seeds 42 43] [--json out.json]
 """
 
 import argparse
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.recipes import QUICK_CHOICES, QUICK_RECIPE, SEEDS
+from benchmarks.recipes import QUICK, QUICK_RECIPE, SEEDS
 from benchmarks.workspace import run_stage, scratch_workspace, set_params
 from cifar.core.artifacts import Artifacts
 
@@ -47,8 +48,9 @@ def time_to(target, accuracy, elapsed):
     return None, None
 
 
-def compare(tutorial, quick, recipe=QUICK_RECIPE):
-    """The result from both runs' histories, (test accuracies, elapsed seconds) each.
+def compare(tutorial, quick, recipe=QUICK_RECIPE, model="seed_cnn"):
+    """The result from both runs' histories, (test accuracies, elapsed seconds) each; the quick side
+    trained `model` at `recipe`.
 
     The target is the accuracy the tutorial's recipe ends at; the ratio is None when
     the quick recipe never reaches it.
@@ -61,6 +63,7 @@ def compare(tutorial, quick, recipe=QUICK_RECIPE):
         "target_accuracy": round(target, 4),
         "tutorial": {"seconds": round(tutorial_s, 1), "epoch": tutorial_epoch, "accuracy": tutorial[0]},
         "quick": {
+            "model": model,
             "recipe": recipe,
             "seconds": None if quick_s is None else round(quick_s, 1),
             "epoch": quick_epoch,
@@ -91,7 +94,7 @@ def compare_seeds(root, quick=QUICK_RECIPE, seeds=SEEDS, done=None, progress=pri
     results = {}
     for seed in seeds:
         tutorial = (done or {}).get(seed) or train(root, "tutorial", tutorial_recipe, seed, progress)
-        results[seed] = compare(tutorial, train(root, "quick", quick, seed, progress, model), quick)
+        results[seed] = compare(tutorial, train(root, "quick", quick, seed, progress, model), quick, model)
         set_params(root, seed_cnn=tutorial_recipe)
     return results
 
@@ -110,15 +113,15 @@ def summarise(results):
 
 
 def describe(seed, result):
-    target, tutorial, fast = result["target_accuracy"], result["tutorial"], result["quick"]
+    target, tutorial, quick = result["target_accuracy"], result["tutorial"], result["quick"]
     if result["ratio"] is None:
         return (
             f"seed {seed}: time to {target:.4f}: tutorial {tutorial['seconds']:.0f}s; the quick recipe never "
-            f"reached it (best {max(fast['accuracy']):.4f})"
+            f"reached it (best {max(quick['accuracy']):.4f})"
         )
     return (
         f"seed {seed}: time to {target:.4f} test accuracy: tutorial {tutorial['seconds']:.0f}s "
-        f"(epoch {tutorial['epoch']}), quick {fast['seconds']:.0f}s (epoch {fast['epoch']})  "
+        f"(epoch {tutorial['epoch']}), quick {quick['seconds']:.0f}s (epoch {quick['epoch']})  "
         f"ratio {result['ratio']:.2f}x"
     )
 
@@ -146,11 +149,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, help="dataset for fetch.source (archive or directory)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="train.seed of each pair")
-    parser.add_argument("--quick", choices=sorted(QUICK_CHOICES), default="seed_cnn", help="the quick side's recipe")
+    parser.add_argument(
+        "--quick", choices=list(QUICK), default="seed_cnn", help="the quick side's model, at its quick recipe"
+    )
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
-    model, recipe = QUICK_CHOICES[args.quick]
-    result = run(args.source, recipe, seeds=args.seeds, model=model)
+    result = run(args.source, QUICK[args.quick], seeds=args.seeds, model=args.quick)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

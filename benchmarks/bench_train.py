@@ -33,7 +33,7 @@ def tutorial_model():
 
     from cifar.models import seed_cnn
 
-    model = seed_cnn.build(10)
+    model = seed_cnn.build(num_classes=10)
     inputs = keras.Input((32, 32, 3), dtype="float32")
     x = inputs
     for layer in model.layers[2:]:
@@ -47,12 +47,15 @@ def measure(part, count, epochs, batch_size, seed=0):
     import numpy as np
 
     from benchmarks.settings import settings
-    from cifar.models import build_model, model_definition
+    from cifar import models
+    from cifar.core.params import read_params_file
     from cifar.training.batches import training_batches
     from cifar.training.loop import compile_model
 
-    # the tutorial's recipe: Adamax at 0.005 (its exponential decay left out: the rate of its first epoch)
-    tutorial = {"schedule": "exponential", "learning_rate": 0.005}
+    # the tutorial's recipe, params.yaml's: Adamax at 0.005 (its exponential decay, a callback of the
+    # training, left out: the rate of its first epoch)
+    seed_cnn = models.model("seed_cnn")
+    tutorial = models.recipe("seed_cnn", read_params_file(PROJECT / "params.yaml"))
 
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
@@ -62,15 +65,15 @@ def measure(part, count, epochs, batch_size, seed=0):
         from cifar.core.runtime import configure_tensorflow
 
         configure_tensorflow()  # as the train stage does
-        model = build_model("seed_cnn", 10, tutorial)
-        compile_model(model, model_definition("seed_cnn"), tutorial, steps_per_epoch=None)
+        model = seed_cnn.build(tutorial, 10)
+        compile_model(model, seed_cnn, tutorial, steps_per_epoch=None)
         steps = math.ceil(count / batch_size)
         fit = lambda n: model.fit(  # noqa: E731
             training_batches(x, y, batch_size, seed, 0, n), steps_per_epoch=steps, epochs=n, verbose=0
         )
     else:
         model = tutorial_model()
-        compile_model(model, model_definition("seed_cnn"), tutorial, steps_per_epoch=None)
+        compile_model(model, seed_cnn, tutorial, steps_per_epoch=None)
         x_float = (x / 255 - 0.5).astype("float32")  # the tutorial's normalize()
         fit = lambda n: model.fit(x_float, y, batch_size=batch_size, epochs=n, shuffle=True, verbose=0)  # noqa: E731
     return {"images_per_s": round(images_per_second(fit, count, epochs), 1), "settings": settings()}

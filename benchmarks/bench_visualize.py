@@ -23,7 +23,7 @@ import tensorflow as tf
 from benchmarks.interleave import MIN_REPEATS, interleaved, ratio, seconds
 from benchmarks.settings import settings
 from cifar.core.runtime import configure_tensorflow
-from cifar.models import build_model
+from cifar.models import seed_cnn
 from cifar.network.trained import load_trained_model
 from cifar.visualization import gradient_ascent
 
@@ -94,7 +94,7 @@ def main():
         model = load_trained_model(args.model)
     else:
         print(f"{args.model} not found: timing an untrained seed_cnn (same cost)")
-        model = build_model("seed_cnn", 10, recipe=None)
+        model = seed_cnn.build(num_classes=10)
     result = run(model, repeats=args.repeats)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,12 @@ SEEDS = (42, 43)  # train.seed: params.yaml's, and one more; the target must be 
 # temperature, as their defaults' 2,000 of 50,000.
 TINY = {
     "seed_cnn": {"epochs": 2, "batch_size": 16, "learning_rate": 0.005, "lr_decay": 0.9},
-    "airbench94": {"epochs": 2, "batch_size": 32, "widths": [8, 16, 16], "warmup_epochs": 0.5, "calibration_images": 10},
+    "airbench94": {
+        "epochs": 2,
+        "batch_size": 32,
+        "widths": [8, 16, 16],
+        "warmup_epochs": 0.5,
+        "calibration_images": 10,
+    },
     "airbench94_muon": {"epochs": 2, "batch_size": 32, "widths": [8, 16, 16], "calibration_images": 10},
 }

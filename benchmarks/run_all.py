@@ -16,7 +16,7 @@ better ours is), and the JSON every sample, the CPU and TensorFlow's settings:
   4. maximum stimuli of every conv filter: the visualize stage's method vs the tutorial's
   5. `dvc status` and a no-op `dvc repro` vs DVC's start-up (`dvc version`)
   6. the whole default `dvc repro` from scratch (fetch to visualize): one run
-  7. where PyTorch is installed (an optional extra): the fast model's training speed at airbench94's
+  7. where PyTorch is installed (an optional extra): our airbench94's training speed at airbench94's
      values vs airbench94's own PyTorch code (benchmarks/bench_airbench.py)
 It takes about as long as four trainings (about an hour on a 2-core CPU).
 `--smoke` runs every row on a small subset for one epoch: it checks the command, not the speed.
@@ -171,7 +171,7 @@ def run(source, smoke=False, repeats=MIN_REPEATS, seeds=SEEDS, progress=print):
     if anchor:
         rows.append(
             row(
-                "7. fast model training at airbench94's values (baseline: airbench94's PyTorch code)",
+                "7. airbench94 training at airbench94's values (ours: our port; baseline: airbench94's PyTorch code)",
                 anchor["images_per_s"]["ours"],
                 anchor["images_per_s"]["airbench94"],
                 "images/s",

@@ -121,7 +121,7 @@ def scratch_repository(root, source, **sections):
 
 
 def parse_override(text):
-    """A benchmark's `--set` argument: 'fast.epochs=10' -> ('fast', 'epochs', 10)."""
+    """A benchmark's `--set` argument: 'airbench94_muon.epochs=7' -> ('airbench94_muon', 'epochs', 7)."""
     key, _, value = text.partition("=")
     section, _, name = key.partition(".")
     if not (section and name and _):

@@ -1,6 +1,7 @@
-"""airbench's reference benchmark (airbench94.py and airbench94_muon.py): the file it runs is checked,
-its device changes are required to match, and (where PyTorch and the pinned file are at hand) it
-trains on our data and times both sides.
+"""airbench's own code beside our port (benchmarks/airbench_peer.py runs the peer, airbench94.py or
+airbench94_muon.py; benchmarks/bench_airbench.py compares): the file it runs is checked, its device
+changes are required to match, and (where PyTorch and the pinned file are at hand) it trains on our data
+and times both sides.
 
 PyTorch is an optional extra (README, docs/fast-model.md): without it, or without the pinned file in
 the Keras cache (tests never download), the tests that run the reference are skipped.
@@ -14,51 +15,51 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import bench_airbench
+from benchmarks import airbench_peer
 from benchmarks.workspace import PROJECT, stage_env
 
-AIRBENCH94, MUON = bench_airbench.AIRBENCH94, bench_airbench.AIRBENCH94_MUON
-REFERENCE = bench_airbench.cached_reference()
-MUON_REFERENCE = bench_airbench.cached_reference(MUON)
+AIRBENCH94, MUON = airbench_peer.AIRBENCH94, airbench_peer.AIRBENCH94_MUON
+REFERENCE = airbench_peer.cached_reference()
+MUON_REFERENCE = airbench_peer.cached_reference(MUON)
 needs_reference = pytest.mark.skipif(
-    not (bench_airbench.torch_available() and REFERENCE),
+    not (airbench_peer.torch_available() and REFERENCE),
     reason="PyTorch (pip install -e .[reference]) or the pinned airbench94.py in the Keras cache is missing",
 )
 needs_muon_reference = pytest.mark.skipif(
-    not (bench_airbench.torch_available() and MUON_REFERENCE),
+    not (airbench_peer.torch_available() and MUON_REFERENCE),
     reason="PyTorch (pip install -e .[reference]) or the pinned airbench94_muon.py in the Keras cache is missing",
 )
 
 
-@pytest.mark.parametrize("peer", bench_airbench.PEERS.values(), ids=bench_airbench.PEERS)
+@pytest.mark.parametrize("peer", airbench_peer.PEERS.values(), ids=airbench_peer.PEERS)
 def test_a_file_that_is_not_the_pinned_reference_is_refused(tmp_path, peer):
     altered = tmp_path / f"{peer.name}.py"
     altered.write_text("hyp = {}\nprint('not the reference')\n")
-    with pytest.raises(bench_airbench.ReferenceFileError) as error:
-        bench_airbench.reference_source(altered, peer)
+    with pytest.raises(airbench_peer.ReferenceFileError) as error:
+        airbench_peer.reference_source(altered, peer)
     message = str(error.value)
     assert str(altered) in message and hashlib.sha256(altered.read_bytes()).hexdigest() in message
     assert peer.sha256 in message and peer.url in message and peer.commit[:7] in peer.url
 
 
-@pytest.mark.parametrize("peer", bench_airbench.PEERS.values(), ids=bench_airbench.PEERS)
+@pytest.mark.parametrize("peer", airbench_peer.PEERS.values(), ids=airbench_peer.PEERS)
 def test_every_device_change_must_match_exactly(peer):
     source = "".join(old * count + "\n" for old, _, count, _ in peer.device_changes)
-    changed = bench_airbench.apply_device_changes(source, peer)
+    changed = airbench_peer.apply_device_changes(source, peer)
     for _, new, _, _ in peer.device_changes:
         assert new in changed
     assert "torch.cuda" not in changed and ".half()" not in changed and "@torch.compile" not in changed
     for old, _, _, why in peer.device_changes:
-        with pytest.raises(bench_airbench.ReferenceFileError, match=why):
-            bench_airbench.apply_device_changes(source.replace(old, "", 1), peer)
+        with pytest.raises(airbench_peer.ReferenceFileError, match=why):
+            airbench_peer.apply_device_changes(source.replace(old, "", 1), peer)
 
 
-@pytest.mark.parametrize("peer", bench_airbench.PEERS.values(), ids=bench_airbench.PEERS)
+@pytest.mark.parametrize("peer", airbench_peer.PEERS.values(), ids=airbench_peer.PEERS)
 def test_the_pinned_file_takes_its_device_changes_and_leaves_no_gpu_call(peer):
-    path = bench_airbench.cached_reference(peer)
+    path = airbench_peer.cached_reference(peer)
     if path is None:
         pytest.skip(f"the pinned {peer.name}.py is not in the Keras cache (tests never download)")
-    changed = bench_airbench.apply_device_changes(bench_airbench.reference_source(path, peer), peer)
+    changed = airbench_peer.apply_device_changes(airbench_peer.reference_source(path, peer), peer)
     main_block = changed.index('if __name__ == "__main__"')  # not run: the benchmark builds the model itself
     assert "cuda" not in changed[:main_block].replace("torch.backends.cudnn", "")
     assert ".half()" not in changed and "@torch.compile" not in changed
@@ -67,8 +68,28 @@ def test_the_pinned_file_takes_its_device_changes_and_leaves_no_gpu_call(peer):
 def test_the_reference_table_is_parsed_into_rows():
     printed = "-----\n|  run  |  epoch  |  val_acc  |  tta_val_acc  |\n-----\n|  0  |  0  |  0.5958  |    |\n"
     printed += "|     |  eval  |  0.9000  |  0.9100  |\n"
-    rows = bench_airbench.parse_rows(printed)
+    rows = airbench_peer.parse_rows(printed)
     assert rows == [{"run": 0, "epoch": 0, "val_acc": 0.5958}, {"epoch": "eval", "val_acc": 0.9, "tta_val_acc": 0.91}]
+
+
+def test_the_comparison_starts_the_peer_s_worker_with_a_command_line_it_parses_as_meant(tmp_path):
+    """bench_airbench runs the peer in airbench_peer's worker process (`train` for its accuracy on our data,
+    `speed` for the anchor), through worker_command: the worker reads each option back as given."""
+    reference, out = tmp_path / "airbench94_muon.py", tmp_path / "out.json"
+    train = airbench_peer.worker_command(
+        "train", MUON, reference, data=tmp_path, seed=3, epochs=None, widths=[16, 64, 64], precision="float32", json=out
+    )
+    assert train[1:3] == ["-m", "benchmarks.airbench_peer"]
+    args = airbench_peer.worker_parser().parse_args(train[3:])
+    assert (args.part, args.peer, args.reference, args.data, args.json) == (
+        "train", "airbench94_muon", str(reference), str(tmp_path), str(out)
+    )  # fmt: skip
+    assert (args.seed, args.widths, args.precision) == (3, [16, 64, 64], "float32")
+    assert args.epochs is None and args.batch_size is None  # airbench94_muon's main() fixes both
+    speed = airbench_peer.worker_command("speed", AIRBENCH94, None, images=128, batch_size=64, widths=[8, 32, 32])
+    args = airbench_peer.worker_parser().parse_args(speed[3:])
+    assert (args.part, args.peer, args.reference) == ("speed", "airbench94", None)
+    assert (args.images, args.batch_size, args.widths) == (128, 64, [8, 32, 32])
 
 
 def coloured_classes(count, seed):
@@ -91,6 +112,16 @@ def prepared_arrays(tmp_path, count, train):
         np.save(prepared / f"{name}.npy", array)
     (prepared / "classes.json").write_text(json.dumps([f"class{i}" for i in range(10)]))
     return prepared
+
+
+def test_data_that_is_not_preprocess_s_arrays_of_ten_classes_is_refused(tmp_path):
+    with pytest.raises(airbench_peer.ReferenceFileError, match="no x_train.npy there .run `dvc repro preprocess`"):
+        airbench_peer.check_prepared(tmp_path)
+    prepared = prepared_arrays(tmp_path, 30, train=20)
+    assert airbench_peer.check_prepared(prepared) == [f"class{i}" for i in range(10)]
+    (prepared / "classes.json").write_text(json.dumps(["cat", "dog"]))
+    with pytest.raises(airbench_peer.ReferenceFileError, match="airbench94 is for 10 classes, the data has 2"):
+        airbench_peer.check_prepared(prepared)
 
 
 @needs_reference

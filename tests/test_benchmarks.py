@@ -7,10 +7,10 @@ import sys
 import pytest
 import yaml
 
-from benchmarks import bench_airbench
+from benchmarks import airbench_peer
 from benchmarks.bench_time_to_accuracy import time_to
 from benchmarks.interleave import interleaved, ratio
-from benchmarks.recipes import FAST_QUICK, QUICK_RECIPE, SGD_RECIPE
+from benchmarks.recipes import AIRBENCH94_MUON_QUICK, AIRBENCH94_ORIGINAL, QUICK_RECIPE
 from benchmarks.workspace import PROJECT, stage_env, timed
 from tests.datagen import write_image_folder_archive
 
@@ -45,20 +45,36 @@ def test_the_docs_give_the_benchmarked_quick_recipe():
     assert documented == {key: str(value) for key, value in QUICK_RECIPE.items()}
 
 
+def documented_line(path, start):
+    """The one line of `path` (docs/fast-model.md, README.md) that starts with `start`, a `dvc exp run`."""
+    (line,) = [line for line in (PROJECT / path).read_text().splitlines() if line.startswith(start)]
+    return line
+
+
+def documented_values(line, section):
+    """{key: value} of a `dvc exp run` line's `-S <section>.key=value` settings, read as params.yaml would."""
+    found = re.findall(rf"-S '?{section}\.(\w+)=([^\s']+)", line)  # quoted where a shell would glob
+    return {key: yaml.safe_load(value) for key, value in found}
+
+
 def test_the_docs_give_the_benchmarked_quickest_fast_recipe():
-    guide = (PROJECT / "docs/fast-model.md").read_text()
-    line = next(line for line in guide.splitlines() if line.startswith("dvc exp run -S train.model=fast"))
-    documented = dict(re.findall(r"-S '?fast\.(\w+)=([^\s']+)", line))  # quoted where a shell would glob
-    assert {key: yaml.safe_load(value) for key, value in documented.items()} == FAST_QUICK
+    line = documented_line("docs/fast-model.md", "dvc exp run -S train.model=airbench94_muon ")
+    assert documented_values(line, "airbench94_muon") == AIRBENCH94_MUON_QUICK
 
 
-def test_the_docs_and_readme_give_the_sgd_recipe_for_cpus_without_bfloat16():
+def test_the_docs_and_readme_switch_to_the_sgd_recipe_with_its_model_name_alone():
+    """The SGD recipe is airbench94's defaults, which tests/test_params.py checks are the recipe the docs
+    measured: its line sets nothing but the model."""
     for path in ("docs/fast-model.md", "README.md"):
-        text = (PROJECT / path).read_text()
-        line = next(line for line in text.splitlines() if line.startswith("dvc exp run -n sgd-recipe"))
-        documented = dict(re.findall(r"-S '?fast\.(\w+)=([^\s']+)", line))
-        assert {key: yaml.safe_load(value) for key, value in documented.items()} == SGD_RECIPE, path
-        assert "-S train.model=fast" in line
+        line = documented_line(path, "dvc exp run -n sgd-recipe ")
+        assert line == "dvc exp run -n sgd-recipe -S train.model=airbench94", path
+
+
+def test_the_docs_give_airbench94_s_own_values():
+    line = documented_line("docs/fast-model.md", "dvc exp run -n airbench94 ")
+    assert "-S train.model=airbench94 " in line
+    defaults = yaml.safe_load((PROJECT / "params.yaml").read_text())["airbench94"]
+    assert {**defaults, **documented_values(line, "airbench94")} == {**defaults, **AIRBENCH94_ORIGINAL}
 
 
 def test_a_commands_peak_rss_is_its_own_not_its_parents(tmp_path):
@@ -88,7 +104,7 @@ def test_run_all_smoke_gives_every_row(tmp_path):
     run_benchmark("run_all", "--source", source, "--smoke", "--json", out, "--repeats", "2", "--seeds", "42", "7")
     rows = json.loads(out.read_text())["rows"]
     # row 7, airbench94's reference, where PyTorch and the pinned file are at hand (tests/test_bench_airbench.py)
-    anchor = ["7"] if bench_airbench.torch_available() and bench_airbench.cached_reference() else []
+    anchor = ["7"] if airbench_peer.torch_available() and airbench_peer.cached_reference() else []
     assert [r["row"].split(".")[0] for r in rows] == ["1", "2", "3", "4", "5a", "5b", "6", *anchor]
     if anchor:
         assert len(rows[-1]["samples"]["ours"]) == len(rows[-1]["samples"]["baseline"]) == 2
@@ -235,15 +251,15 @@ def test_holdout_cost_trains_each_model_with_every_image_and_with_some_held_out(
     source = tmp_path / "images.tar"
     write_image_folder_archive(source, train=60, test=30)
     out = tmp_path / "holdout.json"
-    tiny = ["train.precision=float32", "seed_cnn.epochs=1", "seed_cnn.batch_size=16", "fast.epochs=1"]
-    tiny += ["fast.batch_size=16", "fast.widths=[8,16,16]", "fast.warmup_epochs=0.5"]
+    tiny = ["train.precision=float32", "seed_cnn.epochs=1", "seed_cnn.batch_size=16", "airbench94_muon.epochs=1"]
+    tiny += ["airbench94_muon.batch_size=16", "airbench94_muon.widths=[8,16,16]"]
     settings = [arg for setting in tiny for arg in ("--set", setting)]
     run_benchmark(
         "studies.bench_holdout_cost", "--source", source, "--images", "10", "--seeds", "7", "--json", out, *settings
     )
     models = json.loads(out.read_text())["models"]
-    assert sorted(models) == ["fast", "seed_cnn"]
-    assert models["fast"]["recipe"] == {"epochs": 1, "batch_size": 16, "widths": [8, 16, 16], "warmup_epochs": 0.5}
+    assert sorted(models) == ["airbench94_muon", "seed_cnn"]  # its default --models
+    assert models["airbench94_muon"]["recipe"] == {"epochs": 1, "batch_size": 16, "widths": [8, 16, 16]}
     for row in models.values():
         (pair,) = row["pairs"]
         assert pair["seed"] == 7
@@ -255,23 +271,25 @@ def test_holdout_cost_trains_each_model_with_every_image_and_with_some_held_out(
 
 @pytest.mark.slow
 def test_the_fast_pipeline_benchmark_runs_every_stage_of_a_muon_trained_model(tmp_path):
-    """bench_fast end to end on a tiny dataset with airbench94_muon's optimizer: every stage of dvc.yaml
-    (its temperature, evaluate's Grad-CAM, robustness, the exports, the stimuli) on a Muon-trained model,
-    each stage timed, the figures the scratch repository's own."""
+    """bench_fast end to end on a tiny dataset with its default model, airbench94_muon, at its tiny recipe:
+    every stage of dvc.yaml (its temperature, evaluate's Grad-CAM, robustness, the exports, the stimuli) on
+    a Muon-trained model, each stage timed, the figures the scratch repository's own."""
+    from benchmarks.recipes import TINY
     from benchmarks.workspace import pipeline_stages
 
     source = tmp_path / "images.tar"
     write_image_folder_archive(source, train=300, test=100)  # the smoke run's subset sizes
     out = tmp_path / "fast.json"
-    muon = ["fast.optimizer=muon", "fast.schedule=linear", "fast.lookahead_every=0", "fast.head_unit_std=true"]
-    settings = [arg for setting in ["train.precision=float32", *muon] for arg in ("--set", setting)]
-    run_benchmark("bench_fast", "--source", source, "--smoke", "--json", out, *settings)
+    run_benchmark("bench_fast", "--source", source, "--smoke", "--json", out, "--set", "train.precision=float32")
     result = json.loads(out.read_text())
-    assert result["fast_params"]["optimizer"] == "muon" and result["fast_params"]["schedule"] == "linear"
+    assert result["model"] == "airbench94_muon" and result["tta_level"] == 2
+    params = result["model_params"]
+    assert {key: params[key] for key in TINY["airbench94_muon"]} == TINY["airbench94_muon"]
+    assert params["filter_lr"] > 0  # Muon's section, its other keys params.yaml's
     assert list(result["stage_s"]) == pipeline_stages() and all(s > 0 for s in result["stage_s"].values())
     assert result["total_s"] == pytest.approx(sum(result["stage_s"].values()), abs=0.2)
     assert 0 <= result["test_accuracy"] <= 1 and 0 <= result["test_ece"] <= 1
-    assert len(result["fast_epoch_s"]) == result["fast_params"]["epochs"]
+    assert len(result["model_epoch_s"]) == params["epochs"]
 
 
 def test_predict_folder_benchmark_smoke(tmp_path):

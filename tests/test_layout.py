@@ -262,6 +262,7 @@ SHARED_BENCHMARK_MODULES = {
     "benchmarks.settings",
     "benchmarks.interleave",
     "benchmarks.recipes",
+    "benchmarks.airbench_peer",
 }
 BENCHMARK_ENTRY_POINTS = {"run", "run_in", "run_if_available"}
 

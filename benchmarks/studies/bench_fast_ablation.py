@@ -1,6 +1,6 @@
-"""What each of airbench94's additions brings to the fast model: its SGD recipe (SGD_RECIPE, airbench94's
-optimizer) with all of them, with each turned off in turn, and with none, trained and evaluated on the
-same class-balanced subset.
+"""What each of airbench94's additions brings to our airbench94 model: its defaults (airbench94's SGD
+recipe at half its widths) with all of them, with each turned off in turn, and with none, trained and
+evaluated on the same class-balanced subset.
 
     python -m benchmarks.studies.bench_fast_ablation --source path/to/cifar-10-python.tar.gz
         [--train-images 8000] [--test-images 2000] [--seeds 42 43] [--only all none] [--json out.json]
@@ -18,11 +18,12 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.recipes import SGD_RECIPE
 from benchmarks.workspace import run_stage, scratch_workspace, set_params
 from cifar.core.artifacts import Artifacts
 
-# Each addition, and the fast params that turn it off (back to what the fast model did before it).
+MODEL = "airbench94"
+
+# Each addition, and the airbench94 params that turn it off (back to what the model did before it).
 ADDITIONS = {
     "alternating flip": {"flip": "random"},
     "identity init": {"init": "keras"},
@@ -33,7 +34,7 @@ ADDITIONS = {
 
 
 def variants():
-    """{name: fast overrides}: all additions, each one off, none."""
+    """{name: airbench94 overrides}: all additions, each one off, none."""
     found = {"all": {}}
     for name, off in ADDITIONS.items():
         found[f"without {name}"] = off
@@ -52,8 +53,8 @@ def run(source, train_images=8000, test_images=2000, seeds=(42,), only=None, pro
             run_stage(stage, root)
         for name, off in chosen.items():
             for seed in seeds:
-                set_params(root, train={"model": "fast", "seed": seed})
-                set_params(root, fast={**params["fast"], **SGD_RECIPE, **off})
+                set_params(root, train={"model": MODEL, "seed": seed})
+                set_params(root, **{MODEL: {**params[MODEL], **off}})
                 train_s, _ = run_stage("train", root)
                 run_stage("evaluate", root)
                 metrics = json.loads(Artifacts(root).metrics.read_text())
@@ -68,7 +69,8 @@ def run(source, train_images=8000, test_images=2000, seeds=(42,), only=None, pro
     return {
         "train_images": train_images,
         "test_images": test_images,
-        "fast_params": {**params["fast"], **SGD_RECIPE},
+        "model": MODEL,
+        "model_params": params[MODEL],
         "variants": {
             name: {"off": chosen[name], "seeds": by_seed, **means(by_seed)} for name, by_seed in results.items()
         },
@@ -83,7 +85,7 @@ def means(by_seed):
 
 
 def print_table(result):
-    print(f"\nfast recipe on {result['train_images']} training / {result['test_images']} test images")
+    print(f"\n{result['model']} on {result['train_images']} training / {result['test_images']} test images")
     print(f"{'variant':34s} {'TTA acc':>8s} {'no TTA':>8s} {'train s':>8s}  seeds")
     for name, variant in result["variants"].items():
         print(

@@ -1,17 +1,18 @@
-"""The fast model's accuracy against its training time: recipes of several widths and epochs, each with
+"""A fast model's accuracy against its training time: recipes of several widths and epochs, each with
 every training image and with the temperature's held-out images, on the same prepared data.
 
     python -m benchmarks.studies.bench_fast_curve --source path/to/cifar-10-python.tar.gz
-        [--points 64,256,256x8 32,128,128x8 ...] [--holdout 0 2000] [--seed 42]
-        [--set fast.key=value ...] [--json out.json]
+        [--model airbench94_muon | airbench94] [--points 64,256,256x8 32,128,128x8 ...] [--holdout 0 2000]
+        [--seed 42] [--set airbench94_muon.key=value ...] [--json out.json]
 
 Fetch and preprocess run once; then, for each point (widths x epochs) and each `--holdout` value
-(fast.calibration_images), the train and evaluate stages run on params.yaml's fast defaults with
-those values (and any --set), one after the other. Each row: test accuracy with the defaults' TTA
-and without (the last epoch's validation), ECE (with the temperature where images were held out),
-the train and evaluate stages' wall seconds, and the median epoch (the first also traces). On a CPU
-that trains in float32 where users' CPUs train in bfloat16, divide a row's seconds by the ratio of
-its `epoch_s` at 64/256/256 to a bfloat16 machine's epoch at the same recipe (docs/fast-model.md).
+(<model>.calibration_images), the train and evaluate stages run on params.yaml's defaults of `--model`
+(airbench94_muon, the fast default, unless given) with those values (and any --set), one after the
+other. Each row: test accuracy with the defaults' TTA and without (the last epoch's validation), ECE
+(with the temperature where images were held out), the train and evaluate stages' wall seconds, and
+the median epoch (the first also traces). On a CPU that trains in float32 where users' CPUs train in
+bfloat16, divide a row's seconds by the ratio of its `epoch_s` at 64/256/256 to a bfloat16 machine's
+epoch at the same recipe (docs/fast-model.md).
 """
 
 import argparse
@@ -25,6 +26,7 @@ from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import describe_cpu
 
 DEFAULT_POINTS = ("16,64,64x8", "32,128,128x8", "64,256,256x8")
+MODELS = ("airbench94_muon", "airbench94")  # the models with widths
 
 
 def parse_point(text):
@@ -39,19 +41,19 @@ def parse_point(text):
     return parsed
 
 
-def run(source, points, holdouts=(0, 2000), seed=42, overrides=(), progress=print):
+def run(source, points, holdouts=(0, 2000), seed=42, overrides=(), progress=print, model=MODELS[0]):
     rows = []
     with tempfile.TemporaryDirectory(prefix="fast-curve-") as scratch:
         root = Path(scratch)
         params = scratch_workspace(source, root)
-        set_params(root, train={"model": "fast", "seed": seed})
+        set_params(root, train={"model": model, "seed": seed})
         for section, name, value in overrides:
             set_params(root, **{section: {name: value}})
         for stage in ("fetch", "preprocess"):
             run_stage(stage, root)
         for widths, epochs in points:
             for holdout in holdouts:
-                set_params(root, fast={"widths": widths, "epochs": epochs, "calibration_images": holdout})
+                set_params(root, **{model: {"widths": widths, "epochs": epochs, "calibration_images": holdout}})
                 progress(f"widths {widths}, {epochs} epochs, {holdout} images held out ...")
                 train_s, _ = run_stage("train", root)
                 evaluate_s, _ = run_stage("evaluate", root)
@@ -74,19 +76,27 @@ def run(source, points, holdouts=(0, 2000), seed=42, overrides=(), progress=prin
                     }
                 )
                 progress(json.dumps(rows[-1]))
-    return {"cpu": describe_cpu(), "seed": seed, "fast_params": params["fast"], "overrides": overrides, "rows": rows}
+    return {
+        "cpu": describe_cpu(),
+        "seed": seed,
+        "model": model,
+        "model_params": params[model],
+        "overrides": overrides,
+        "rows": rows,
+    }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, help="CIFAR-10 archive or image folder")
+    parser.add_argument("--model", choices=MODELS, default=MODELS[0], help="train.model (default %(default)s)")
     parser.add_argument("--points", nargs="+", type=parse_point, default=[parse_point(p) for p in DEFAULT_POINTS])
-    parser.add_argument("--holdout", type=int, nargs="+", default=[0, 2000], help="fast.calibration_images values")
+    parser.add_argument("--holdout", type=int, nargs="+", default=[0, 2000], help="<model>.calibration_images values")
     parser.add_argument("--seed", type=int, default=42, help="train.seed")
     parser.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[])
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    result = run(args.source, args.points, args.holdout, args.seed, args.overrides)
+    result = run(args.source, args.points, args.holdout, args.seed, args.overrides, model=args.model)
     print("      widths epochs held out     TTA    none     ECE  train s  epoch s")
     for row in result["rows"]:
         widths = "/".join(map(str, row["widths"]))

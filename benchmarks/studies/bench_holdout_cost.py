@@ -1,7 +1,8 @@
 """The accuracy cost of holding training images out for the temperature, for each model, paired by seed.
 
     python -m benchmarks.studies.bench_holdout_cost --source path/to/cifar-10-python.tar.gz
-        [--models seed_cnn fast] [--images 2000] [--seeds 42] [--recipe quick] [--set fast.epochs=4 ...]
+        [--models seed_cnn airbench94_muon airbench94] [--images 2000] [--seeds 42] [--recipe quick]
+        [--set airbench94_muon.epochs=4 ...]
         [--json out.json]
 
 In one scratch workspace (fetch and preprocess once), for each model and seed, the train stage
@@ -9,10 +10,10 @@ then evaluate with `<model>.calibration_images: 0` (every image trained on) and 
 held out, one after the other on the same data. Each row: test accuracy (evaluate's, with the
 model's `tta` level, and the last epoch's validation without TTA), ECE and NLL of both runs, the
 fitted temperature, and the paired differences (held out minus all). `--recipe quick` trains
-each model at benchmarks/recipes.py's quick recipes (seed_cnn 8 epochs at batch 64, fast 3
-epochs at widths 16/64/64) instead of params.yaml's defaults, to fit a short session; the held-out images are a
-slice of the training set either way, so the cost is theirs. `--set section.key=value` changes
-params.yaml for every run, over the recipe.
+each model at benchmarks/recipes.py's quick recipes (QUICK: seed_cnn 8 epochs at batch 64, the
+airbench models 3 epochs at widths 16/64/64) instead of params.yaml's defaults, to fit a short
+session; the held-out images are a slice of the training set either way, so the cost is theirs.
+`--set section.key=value` changes params.yaml for every run, over the recipe.
 """
 
 import argparse
@@ -27,7 +28,7 @@ from benchmarks.workspace import parse_override, run_stage, scratch_workspace, s
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import describe_cpu
 
-RECIPES = {"defaults": {"seed_cnn": {}, "fast": {}}, "quick": QUICK}
+RECIPES = {"defaults": {model: {} for model in QUICK}, "quick": QUICK}  # each model's, over params.yaml's
 
 
 def trained_and_evaluated(root, model, recipe, seed, held_out, progress=print):
@@ -104,7 +105,7 @@ def describe(result):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, help="dataset for fetch.source (archive or directory)")
-    parser.add_argument("--models", nargs="+", choices=["seed_cnn", "fast"], default=["seed_cnn", "fast"])
+    parser.add_argument("--models", nargs="+", choices=list(QUICK), default=["seed_cnn", "airbench94_muon"])
     parser.add_argument("--images", type=int, default=2000, help="images held out (default %(default)s)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="train.seed of each pair")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="defaults")

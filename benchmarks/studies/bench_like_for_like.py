@@ -1,4 +1,4 @@
-"""The fast model at a peer's values against the peer's own code: same data, CPU and precision.
+"""Our airbench models at a peer's values against the peer's own code: same data, CPU and precision.
 
     python -m benchmarks.studies.bench_like_for_like --data data/prepared [--train-images 5000] [--test-images 0]
         [--seeds 0 1 2] [--peer airbench94 | airbench94_muon] [--widths 64 256 256]
@@ -6,15 +6,16 @@
 
 For each seed, the two sides take turns on this machine, in float32: the peer's file itself
 (PyTorch, through benchmarks/bench_airbench.py, in its own process) and our train stage then
-evaluate stage with `train.model: fast` at the peer's values, on the same prepared arrays: the
-first `--train-images` of a seeded shuffle of the training set (all of them with 0) and the whole
-test set. The peers: airbench94.py (AIRBENCH_VALUES: widths 64/256/256, batch 1,024, its rate,
-warm-up and 10 epochs where it trains 9.9) and airbench94_muon.py (AIRBENCH_MUON_RECIPE: Muon, 8
-epochs at batch 2,000, the same steps on both sides); neither holds calibration images out.
-`--widths` runs both sides narrower where the full ones do not fit the machine's time. Each row:
-test accuracy with airbench's TTA (level 2) and without, and the side's wall time; then each side's
-mean and standard deviation over the seeds, and the mean paired difference, so that a gap can be
-told from seed noise. Needs PyTorch (the `reference` extra) for the peer's side.
+evaluate stage with `train.model` the peer's port (airbench94 or airbench94_muon) at the peer's
+values, on the same prepared arrays: the first `--train-images` of a seeded shuffle of the training
+set (all of them with 0) and the whole test set. The peers: airbench94.py (AIRBENCH_VALUES:
+AIRBENCH94_ORIGINAL's widths 64/256/256, batch 1,024 and rate over our airbench94 defaults, 10 epochs
+where it trains 9.9) and airbench94_muon.py (AIRBENCH94_MUON_ORIGINAL: Muon, 8 epochs at batch 2,000,
+the same steps on both sides); neither holds calibration images out. `--widths` runs both sides
+narrower where the full ones do not fit the machine's time. Each row: test accuracy with airbench's
+TTA (level 2) and without, and the side's wall time; then each side's mean and standard deviation
+over the seeds, and the mean paired difference, so that a gap can be told from seed noise. Needs
+PyTorch (the `reference` extra) for the peer's side.
 """
 
 import argparse
@@ -28,15 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.recipes import AIRBENCH_MUON_RECIPE, AIRBENCH_RECIPE
+from benchmarks.recipes import AIRBENCH94_MUON_ORIGINAL, AIRBENCH94_ORIGINAL
 from benchmarks.workspace import PROJECT, run_stage, set_params, stage_env, timed
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import describe_cpu
 
-# airbench94's hyp in our fast recipe's terms (docs/fast-model.md): 11.5 per 1,024 images on the
+# airbench94's hyp in our airbench94 section's terms (docs/fast-model.md): 11.5 per 1,024 images on the
 # summed loss is 1.5 on the mean loss; its peak at 23% of the epochs; 10 epochs for its 9.9.
 AIRBENCH_VALUES = {
-    **AIRBENCH_RECIPE,  # the SGD recipe at widths 64/256/256, batch 1,024, rate 1.5
+    **AIRBENCH94_ORIGINAL,  # widths 64/256/256, batch 1,024, rate 1.5
     "warmup_epochs": 2.3,
     "epochs": 10,
     "calibration_images": 0,
@@ -62,31 +63,32 @@ def subset_data(source, target, train_images, seed, test_images=0):
         np.save(target / "y_test.npy", y[kept])
 
 
-def run_ours(data, seed, scratch, values=AIRBENCH_VALUES):
-    """Train and evaluate the fast model at `values` on `data`: accuracy with TTA 2 and without, wall s."""
+def run_ours(data, seed, scratch, values=AIRBENCH_VALUES, model="airbench94"):
+    """Train and evaluate our `model` at `values` on `data`: accuracy with TTA 2 and without, wall s."""
     root = scratch / f"ours-{seed}"
     shutil.copytree(data, Artifacts(root).prepared_dir)
     shutil.copyfile(PROJECT / "params.yaml", root / "params.yaml")
-    set_params(root, train={"model": "fast", "precision": "float32", "seed": seed})
-    set_params(root, fast=values)
+    set_params(root, train={"model": model, "precision": "float32", "seed": seed})
+    set_params(root, **{model: values})
     started = time.perf_counter()
     run_stage("train", root, show_output=True)
     trained = time.perf_counter() - started
     accuracies = {}
     for level in (2, 0):
-        set_params(root, tta={"fast": level})
+        set_params(root, tta={model: level})
         run_stage("evaluate", root)
         accuracies[level] = json.loads(Artifacts(root).metrics.read_text())["accuracy"]
     return {"accuracy_tta": accuracies[2], "accuracy": accuracies[0], "train_s": round(trained, 1)}
 
 
 def ours_values(peer, widths=None):
-    """Our fast recipe's values for `peer`'s run, at `widths` (default: the peer's 64/256/256)."""
+    """The values of our model `peer` (each peer's port has its name) for the peer's run, at `widths`
+    (default: the peer's 64/256/256), over params.yaml's section of that model."""
     if peer == "airbench94":
         return {**AIRBENCH_VALUES, **({"widths": list(widths)} if widths else {})}
-    widths = list(widths or AIRBENCH_MUON_RECIPE["widths"])
+    widths = list(widths or AIRBENCH94_MUON_ORIGINAL["widths"])
     # airbench94_muon divides the head's output by its inputs, the last width: `self.head(x) / x.size(-1)`
-    return {**AIRBENCH_MUON_RECIPE, "widths": widths, "output_scale": 1 / widths[-1]}
+    return {**AIRBENCH94_MUON_ORIGINAL, "widths": widths, "output_scale": 1 / widths[-1]}
 
 
 def run_reference(data, seed, scratch, reference=None, peer="airbench94", widths=None):
@@ -139,7 +141,7 @@ def main():
         for index, seed in enumerate(args.seeds):
             sides = {
                 args.peer: lambda seed=seed: run_reference(data, seed, scratch, args.reference, args.peer, args.widths),
-                "ours": lambda seed=seed: run_ours(data, seed, scratch, values),
+                "ours": lambda seed=seed: run_ours(data, seed, scratch, values, args.peer),
             }
             order = list(sides) if index % 2 == 0 else list(sides)[::-1]  # interleaved: A B, B A, ...
             row = {"seed": seed, **{side: sides[side]() for side in order}}
