@@ -123,13 +123,13 @@ LOOKAHEAD_TYPES = ("float16", "bfloat16", "float32", "float64")
 
 class Lookahead(keras.callbacks.Callback):
     """airbench's lookahead: every few steps, pull the weights towards a slow moving average of them.
-    
+
     From epoch `start_epoch` on, every `every` steps: average <- average + (1 - rho) * (weights -
     average), then weights <- average, with rho = decay ** every * (step / total steps) ** power,
     so the average follows the weights closely at first and holds on to them at the end. The
     BatchNorm statistics are averaged with the weights, as airbench averages its whole state_dict.
     The last step of every epoch copies the average back before validation and the checkpoint.
-    
+
     At every epoch's end the weights equal the average, so a run resumed from a checkpoint
     restarts the average from its weights and goes on exactly as an uninterrupted run.
     """

@@ -91,6 +91,7 @@ def callbacks(recipe, steps_per_epoch):
     """The whitening bias frozen after `whiten_bias_epochs` (null: never)."""
     return airbench_net.whiten_bias_freeze(recipe)
 
+
 # zeropower_via_newtonschulz5's quintic coefficients, chosen to maximise the slope at zero
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
 

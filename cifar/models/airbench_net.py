@@ -147,7 +147,9 @@ def conv_bn_gelu(x, filters, recipe, name, pool=False, sync_batchnorm=False, bia
     return layers.Activation("gelu", name=f"{name}_gelu")(x)
 
 
-def network(recipe, num_classes, train_images=None, seed=0, replicas=1, bias_scale=1.0, head_unit_std=False, name="airbench"):
+def network(
+    recipe, num_classes, train_images=None, seed=0, replicas=1, bias_scale=1.0, head_unit_std=False, name="airbench"
+):
     """The network for `recipe`; `train_images` (uint8) set the whitening layer (airbench's constants without).
 
     `bias_scale`: the BatchNorm biases' ScaledBias factor; `head_unit_std`: the last layer's initial weights

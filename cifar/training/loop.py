@@ -130,7 +130,9 @@ def build_or_resume(run):
     with precision.building_with(run.policy):
         network = distribute.build_under(
             run.strategy,
-            lambda: run.model.build(run.recipe, len(run.classes), run.arrays["x_train"], run.settings["seed"], replicas),
+            lambda: run.model.build(
+                run.recipe, len(run.classes), run.arrays["x_train"], run.settings["seed"], replicas
+            ),
         )
     with run.strategy.scope():
         compile_model(network, run.model, run.recipe, run.steps_per_epoch)
@@ -140,9 +142,7 @@ def build_or_resume(run):
 
 def compile_model(network, model, recipe, steps_per_epoch):
     """`network` compiled with its model's optimizer and loss for `recipe`, accuracy as the metric."""
-    network.compile(
-        optimizer=model.optimizer(recipe, steps_per_epoch), loss=model.loss(recipe), metrics=["accuracy"]
-    )
+    network.compile(optimizer=model.optimizer(recipe, steps_per_epoch), loss=model.loss(recipe), metrics=["accuracy"])
 
 
 def fit(run, network, done, history, extra_callbacks=()):
