@@ -136,7 +136,7 @@ def run_in(root, quick=QUICK_RECIPE, seeds=SEEDS, progress=print):
 def run(source, quick=QUICK_RECIPE, seeds=SEEDS, progress=print, model="seed_cnn"):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        scratch_workspace(source, root)
+        scratch_workspace(root, fetch={"source": str(Path(source).resolve())})
         run_stage("fetch", root)
         run_stage("preprocess", root)
         results = compare_seeds(root, quick, seeds, progress=progress, model=model)

@@ -62,10 +62,10 @@ def set_params(root, **sections):
     return params
 
 
-def scratch_workspace(source, root):
-    """The project's params.yaml in `root`, with fetch.source = `source`; returns the params."""
+def scratch_workspace(root, **sections):
+    """The project's params.yaml in directory `root`, `sections` set in it (as set_params); returns the params."""
     shutil.copyfile(PROJECT / "params.yaml", Path(root) / "params.yaml")
-    return set_params(root, fetch={"source": str(Path(source).resolve())})
+    return set_params(root, **sections)
 
 
 def run_command(command, cwd, env, check=True, timeout=600, **options):

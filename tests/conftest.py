@@ -7,13 +7,13 @@ import shutil
 import pytest
 
 import cifar  # noqa: F401  (sets TensorFlow's environment before any test imports it)
-from benchmarks.workspace import PROJECT
+from benchmarks.workspace import scratch_workspace
 
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     """A scratch directory holding a copy of params.yaml, made the current directory."""
-    shutil.copy(PROJECT / "params.yaml", tmp_path / "params.yaml")
+    scratch_workspace(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     return tmp_path

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from benchmarks.recipes import TINY
-from benchmarks.workspace import PROJECT, run_command, set_params, stage_env
+from benchmarks.workspace import PROJECT, run_command, scratch_workspace, stage_env
 from cifar.core.artifacts import Artifacts
 from stages.preprocess import preprocess
 from tests.datagen import write_cifar_archive
@@ -34,7 +34,6 @@ def prepare_workspace(path, *, precision, train_images=100, test_images=40, **tr
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    (path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
     archive = path / "cifar.tar.gz"
     write_cifar_archive(archive, train_per_batch=max(train_images // 5, 10), test=max(test_images, 10))
     artifacts = Artifacts(path)
@@ -43,7 +42,7 @@ def prepare_workspace(path, *, precision, train_images=100, test_images=40, **tr
     train = {key: value for key, value in train_params.items() if key in TRAIN_KEYS}
     recipe = {key: value for key, value in train_params.items() if key not in TRAIN_KEYS}
     model = train.get("model", "seed_cnn")
-    params = set_params(
+    params = scratch_workspace(
         path,
         fetch={"source": str(archive)},
         preprocess={"max_train_images": train_images, "max_test_images": test_images},
@@ -69,13 +68,18 @@ def train_shared_workspace(path, model, precision):
     return path
 
 
-def tiny_recipe(name, **changes):
-    """Model `name`'s Recipe: params.yaml's section with its TINY values and `changes` over it, checked."""
+def project_recipe(name, **changes):
+    """Model `name`'s Recipe: params.yaml's section with `changes` over it, checked."""
     from cifar import models
     from cifar.core.params import read_params_file
 
     params = read_params_file(PROJECT / "params.yaml")
-    return models.recipe(name, {name: {**params[name], **TINY[name], **changes}})
+    return models.recipe(name, {name: {**params[name], **changes}})
+
+
+def tiny_recipe(name, **changes):
+    """Model `name`'s Recipe: params.yaml's section with its TINY values and `changes` over it, checked."""
+    return project_recipe(name, **{**TINY[name], **changes})
 
 
 def training_params(path):
@@ -199,12 +203,13 @@ def wait_for(predicate, process, timeout=240, interval=0.02):
 class LoopbackHandler(http.server.SimpleHTTPRequestHandler):
     """Serves the files of `directory` (`serving_folder`), or `payload` at any path (`serving`) as `mode` says:
     ok; truncate: promises more bytes than it sends, then hangs up; corrupt: the first byte flipped; stall:
-    the headers and a few bytes, then nothing until `release` is set. Counts its GET `requests`."""
+    a third of it, then (`stalled` set) nothing until `release` is set: a download in progress. Counts its
+    GET `requests`."""
 
     payload = None
     mode = "ok"
     requests = 0
-    release = None
+    stalled = release = None
 
     def do_GET(self):
         type(self).requests += 1
@@ -213,12 +218,13 @@ class LoopbackHandler(http.server.SimpleHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         if self.mode in ("truncate", "stall"):
-            self.send_header("Content-Length", str(max(len(self.payload), 100_000)))
+            self.send_header("Content-Length", str(len(self.payload)))
             self.end_headers()
-            self.wfile.write(self.payload[: len(self.payload) // 3] if self.mode == "truncate" else b"\x1f\x8b" * 10)
+            self.wfile.write(self.payload[: len(self.payload) // 3])
             self.wfile.flush()
             if self.mode == "stall":
-                self.release.wait(30)
+                self.stalled.set()
+                self.release.wait(60)
             self.connection.close()
             return
         body = self.payload
@@ -250,7 +256,8 @@ def loopback_server(handler, name=""):
 def serving(path, mode="ok"):
     """A loopback server of the file `path`: (its handler class, whose `mode` and `requests` a test sets and
     reads, the file's URL)."""
-    fields = {"payload": Path(path).read_bytes(), "mode": mode, "requests": 0, "release": threading.Event()}
+    fields = {"payload": Path(path).read_bytes(), "mode": mode, "requests": 0}
+    fields.update(stalled=threading.Event(), release=threading.Event())
     handler = type("Handler", (LoopbackHandler,), fields)
     with loopback_server(handler, Path(path).name) as url:
         yield handler, url

@@ -12,20 +12,12 @@ import keras
 import numpy as np
 import pytest
 
-from benchmarks.workspace import PROJECT
-from cifar import models
-from cifar.core.params import read_params_file
 from cifar.models import airbench94, airbench94_muon, seed_cnn
 from cifar.models.airbench94 import Triangle
 from cifar.models.airbench_net import FreezeAfter
 from cifar.network.layers import ScaledBias
 from cifar.training.batches import Batching, training_batches
-from tests.helpers import prepare_workspace, train_in_workspace
-
-
-def defaults(name):
-    """Model `name`'s Recipe as params.yaml's section gives it."""
-    return models.recipe(name, read_params_file(PROJECT / "params.yaml"))
+from tests.helpers import prepare_workspace, project_recipe, train_in_workspace
 
 
 def images(count, seed=0):
@@ -76,7 +68,7 @@ def test_alternating_flip_shows_each_image_both_ways_in_turn():
 
 
 def test_convs_start_as_airbenchs_identity_plus_pytorchs_default_init():
-    sgd = dataclasses.replace(defaults("airbench94"), widths=[8, 16, 24], init="airbench")
+    sgd = dataclasses.replace(project_recipe("airbench94"), widths=[8, 16, 24], init="airbench")
     model = airbench94.build(sgd, 10, images(50))  # its head as drawn
     for name in ("block1a_conv", "block1b_conv", "block2a_conv", "block3b_conv"):
         kernel = model.get_layer(name).get_weights()[0]  # (3, 3, in, out)
@@ -91,7 +83,7 @@ def test_convs_start_as_airbenchs_identity_plus_pytorchs_default_init():
     dense = model.get_layer("dense").get_weights()[0]
     assert np.abs(dense).max() <= 1 / np.sqrt(24)
     # airbench94_muon's reset (its defaults): the same draw, `w *= 1 / w.std()`
-    muon = dataclasses.replace(defaults("airbench94_muon"), widths=[8, 16, 24], init="airbench")
+    muon = dataclasses.replace(project_recipe("airbench94_muon"), widths=[8, 16, 24], init="airbench")
     unit = airbench94_muon.build(muon, 10, images(50)).get_layer("dense")
     assert muon.head_unit_std and unit.get_weights()[0].std() == pytest.approx(1, rel=1e-5)
     keras_init = airbench94.build(dataclasses.replace(sgd, init="keras"), 10, images(50))
@@ -128,10 +120,10 @@ def test_frozen_bias_gets_no_update_at_all_not_even_momentum_or_weight_decay():
 
 
 def test_each_model_asks_for_its_callbacks():
-    muon = defaults("airbench94_muon")
+    muon = project_recipe("airbench94_muon")
     assert [type(c).__name__ for c in airbench94_muon.callbacks(muon, 7)] == ["FreezeAfter"]  # no lookahead
     assert airbench94_muon.callbacks(dataclasses.replace(muon, whiten_bias_epochs=None), 7) == []
-    recipe = defaults("airbench94")  # airbench94's, with lookahead
+    recipe = project_recipe("airbench94")  # airbench94's, with lookahead
     freeze, lookahead = airbench94.callbacks(recipe, steps_per_epoch=7)
     assert (freeze.layer_name, freeze.epochs) == ("whiten_bias", recipe.whiten_bias_epochs)
     assert (lookahead.every, lookahead.start_epoch, lookahead.total_steps) == (
@@ -140,7 +132,7 @@ def test_each_model_asks_for_its_callbacks():
         7 * recipe.epochs,
     )
     assert airbench94.callbacks(dataclasses.replace(recipe, whiten_bias_epochs=None, lookahead_every=0), 7) == []
-    tutorial = dataclasses.replace(defaults("seed_cnn"), schedule="warmup_cosine")
+    tutorial = dataclasses.replace(project_recipe("seed_cnn"), schedule="warmup_cosine")
     assert seed_cnn.callbacks(tutorial, 7) == []  # per-step schedule: none
 
 

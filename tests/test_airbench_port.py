@@ -11,9 +11,6 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from benchmarks.workspace import PROJECT
-from cifar import models
-from cifar.core.params import read_params_file
 from cifar.evaluation import tta
 from cifar.models import airbench94, airbench94_muon, seed_cnn
 from cifar.models.airbench94 import Lookahead
@@ -21,21 +18,17 @@ from cifar.models.airbench_net import batchnorm, channel_statistics
 from cifar.network.layers import RandomShift
 from cifar.training.batches import Batching, training_batches
 from cifar.training.loop import epoch_steps
-
-
-def defaults(name):
-    """Model `name`'s Recipe as params.yaml's section gives it."""
-    return models.recipe(name, read_params_file(PROJECT / "params.yaml"))
+from tests.helpers import project_recipe
 
 
 @pytest.fixture(scope="module")
 def recipe():
-    return defaults("airbench94")
+    return project_recipe("airbench94")
 
 
 @pytest.mark.parametrize("name", ["airbench94", "airbench94_muon"])
 def test_the_defaults_are_airbench_s_choices(name):
-    recipe = defaults(name)
+    recipe = project_recipe(name)
     assert recipe.batchnorm_momentum == 0.6  # hyp['net']['batchnorm_momentum']
     assert recipe.translate == 2 and recipe.flip == "alternating"  # hyp['aug']
     assert recipe.drop_last_batch is True  # CifarLoader: drop_last = train
@@ -157,8 +150,8 @@ def test_channel_statistics_default_to_airbench_s_cifar_constants():
 # The steps of an epoch: CifarLoader.__len__ is len(images) // batch_size when drop_last (training).
 def test_an_epoch_has_airbench_s_steps_and_leaves_out_the_partial_batch(recipe):
     airbench = Batching(alternating_flip=True, drop_last_batch=True)  # alternating flip, partial batch left out
-    assert airbench94.batching(recipe) == airbench94_muon.batching(defaults("airbench94_muon")) == airbench
-    assert seed_cnn.batching(defaults("seed_cnn")) == Batching(False, False)  # the tutorial's: neither
+    assert airbench94.batching(recipe) == airbench94_muon.batching(project_recipe("airbench94_muon")) == airbench
+    assert seed_cnn.batching(project_recipe("seed_cnn")) == Batching(False, False)  # the tutorial's: neither
     assert epoch_steps(50000, 1024, airbench, "airbench94") == 50000 // 1024 == 48
     assert epoch_steps(50000, 256, airbench94.batching(recipe), "airbench94") == 195
     assert epoch_steps(50000, 32, Batching(), "seed_cnn") == 1563  # the tutorial's Keras fit keeps it

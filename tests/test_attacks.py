@@ -5,14 +5,12 @@ Each kill runs the real stage in its own process and SIGKILLs it at an exact poi
 """
 
 import hashlib
-import http.server
 import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from pathlib import Path
 
@@ -20,12 +18,12 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmarks.workspace import PROJECT, set_params, stage_env
+from benchmarks.workspace import PROJECT, scratch_workspace, set_params, stage_env
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.data.datasets import read_dataset
 from tests.datagen import encode_image, write_cifar_archive, write_image_folder_archive
-from tests.helpers import assert_same_weights, prepare_workspace, run_stage_process, weights_of
+from tests.helpers import assert_same_weights, prepare_workspace, run_stage_process, serving, weights_of
 
 EPOCHS = 3
 
@@ -166,44 +164,11 @@ def test_full_disk_gives_one_error_line_and_keeps_the_previous_output(tmp_path, 
     assert not list(tmp_path.glob("**/.*.tmp*")), "temporary files left behind"
 
 
-class _StallingHandler(http.server.BaseHTTPRequestHandler):
-    """Sends a third of `payload`, then stalls until released (a download in progress); later requests get it all."""
-
-    payload = b""
-    stalled = None
-    release = None
-    requests = 0
-
-    def do_GET(self):
-        type(self).requests += 1
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.payload)))
-        self.end_headers()
-        if self.requests == 1:
-            self.wfile.write(self.payload[: len(self.payload) // 3])
-            self.wfile.flush()
-            self.stalled.set()
-            self.release.wait(60)
-            return
-        self.wfile.write(self.payload)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_fetch_killed_mid_download_then_rerun_completes(tmp_path):
     archive = tmp_path / "served.tar.gz"
     write_cifar_archive(archive)
-    handler = type(
-        "H",
-        (_StallingHandler,),
-        {"payload": archive.read_bytes(), "stalled": threading.Event(), "release": threading.Event()},
-    )
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        (tmp_path / "params.yaml").write_text((PROJECT / "params.yaml").read_text())
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
+    with serving(archive, mode="stall") as (handler, url):  # a third of it, then nothing: the download in progress
+        scratch_workspace(tmp_path)
         checksum = "md5:" + hashlib.md5(archive.read_bytes()).hexdigest()
         (tmp_path / "served.yaml").write_text(yaml.safe_dump({"url": url, "checksum": checksum}))
         set_params(tmp_path, fetch={"source": "served.yaml"})
@@ -216,13 +181,14 @@ def test_fetch_killed_mid_download_then_rerun_completes(tmp_path):
             stderr=subprocess.DEVNULL,
         )
         assert handler.stalled.wait(120), "the download never started"
-        partial = tmp_path / "keras_home/datasets/cifar-10-python.tar.gz"
+        partial = tmp_path / "keras_home/datasets" / archive.name
         # the server has sent its third; the client opens its file once it has read the headers
         deadline = time.monotonic() + 60
         while not partial.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait()
+        handler.mode = "ok"  # the next request gets it all
         handler.release.set()
         # killed mid-download: the download had begun its file in the cache (its bytes may not be flushed yet)
         assert partial.stat().st_size < len(handler.payload)
@@ -233,9 +199,6 @@ def test_fetch_killed_mid_download_then_rerun_completes(tmp_path):
         assert result.returncode == 0, result.stderr
         assert Artifacts(tmp_path).raw_dataset.read_bytes() == archive.read_bytes()
         assert handler.requests == 2
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 # Image folders: what is refused, what is converted.

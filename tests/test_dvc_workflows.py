@@ -22,6 +22,7 @@ import yaml
 from benchmarks.workspace import Repo, command_env, scratch_repository
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import CPUINFO_ENV
+from cifar.network.trained import load_trained_model
 from tests.datagen import cifar_c_arrays, write_cifar_archive, write_cifar_c
 from tests.helpers import assert_same_weights, serving, serving_folder, wait_for, weights_of
 from tests.pipeline_outputs import STAGES, TINY_PIPELINE, ran_stages
@@ -219,6 +220,16 @@ def test_the_recipe_of_the_model_not_in_use_reruns_nothing(repo):
     repo.set_params(tta={"seed_cnn": 1})  # the model in use: evaluate reruns, train does not
     status = repo.dvc("status").stdout
     assert "evaluate:" in status and "train:" not in status
+
+
+def test_switching_recipe_is_one_word_that_trains_that_model_on_its_own_section(repo):
+    run = repo.dvc("exp", "run", "-S", "train.model=airbench94", "train")
+    assert ran_stages(run.stdout) == ["train"]
+    lock = yaml.safe_load((repo.path / "dvc.lock").read_text())["stages"]["train"]["params"]["params.yaml"]
+    assert set(lock) == {"train", "airbench94"} and lock["train"]["model"] == "airbench94"
+    assert lock["airbench94"] == yaml.safe_load((repo.path / "params.yaml").read_text())["airbench94"]
+    model = load_trained_model(Artifacts(repo.path).model)
+    assert model.name == "airbench94" and model.get_layer("block3b_conv").filters == lock["airbench94"]["widths"][2]
 
 
 def test_the_model_is_a_dvc_artifact_that_gto_versions(repo):

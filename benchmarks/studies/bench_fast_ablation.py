@@ -47,7 +47,7 @@ def run(source, train_images=8000, test_images=2000, seeds=(42,), only=None, pro
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-ablation-") as scratch:
         root = Path(scratch)
-        params = scratch_workspace(source, root)
+        params = scratch_workspace(root, fetch={"source": str(Path(source).resolve())})
         set_params(root, preprocess={"max_train_images": train_images, "max_test_images": test_images})
         for stage in ("fetch", "preprocess"):
             run_stage(stage, root)

@@ -45,7 +45,7 @@ def run(source, points, holdouts=(0, 2000), seed=42, overrides=(), progress=prin
     rows = []
     with tempfile.TemporaryDirectory(prefix="fast-curve-") as scratch:
         root = Path(scratch)
-        params = scratch_workspace(source, root)
+        params = scratch_workspace(root, fetch={"source": str(Path(source).resolve())})
         set_params(root, train={"model": model, "seed": seed})
         for section, name, value in overrides:
             set_params(root, **{section: {name: value}})

@@ -68,7 +68,7 @@ def run(source, models, held_out, seeds, recipe="defaults", overrides=(), progre
     rows = {}
     with tempfile.TemporaryDirectory(prefix="bench-holdout-") as scratch:
         root = Path(scratch)
-        scratch_workspace(source, root)
+        scratch_workspace(root, fetch={"source": str(Path(source).resolve())})
         for section, name, value in overrides:
             set_params(root, **{section: {name: value}})
         run_stage("fetch", root)

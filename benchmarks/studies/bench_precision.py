@@ -25,7 +25,7 @@ def run(source, max_train_images=None, max_test_images=None, epochs=None, progre
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        scratch_workspace(source, root)
+        scratch_workspace(root, fetch={"source": str(Path(source).resolve())})
         set_params(root, preprocess={"max_train_images": max_train_images, "max_test_images": max_test_images})
         run_stage("fetch", root)
         run_stage("preprocess", root)
