@@ -334,3 +334,15 @@ def test_train_s_help_says_what_each_model_does_with_today_s_defaults():
     claims.append(f"triangular rate peaking at {sgd['learning_rate']}")
     claims.append(f"lookahead every {sgd['lookahead_every']} steps")
     assert [claim for claim in claims if claim not in text] == []
+
+
+def test_robustness_s_help_names_today_s_default_source_and_its_severities():
+    from cifar.robustness.corruptions import CORRUPTIONS
+    from stages import robustness
+
+    text = " ".join(robustness.__doc__.split())
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["robustness"]
+    assert "data/sources/generated.yaml (the default" in text and params["source"] == "data/sources/generated.yaml"
+    count = {6: "six"}[len(CORRUPTIONS)]
+    severities = {5: "five"}[len(params[CORRUPTIONS[0]])]
+    assert f"in {count} ways, each at {severities} severities" in text
