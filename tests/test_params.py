@@ -4,7 +4,7 @@ import yaml
 from benchmarks.workspace import PROJECT, set_params
 from cifar import models
 from cifar.core import cli
-from cifar.core.params import load_params, read_params_file
+from cifar.core.params import ListRule, load_params, read_params_file
 from stages import evaluate, export, fetch, preprocess, robustness, train, visualize
 from tests.datagen import write_cifar_archive
 
@@ -194,3 +194,74 @@ def test_a_bad_param_stops_the_stage_before_any_work(workspace, capsys):
     set_params(workspace, fetch={"retries": 1})  # the same run with the param fixed does the work
     assert run_and_capture(fetch.main, capsys)[0] == 0
     assert out.read_bytes() == archive.read_bytes()
+
+
+def other_value(value, rule):
+    """A value `rule` allows that differs from `value`."""
+    if isinstance(rule, ListRule):
+        return [item + 1 for item in value]
+    if rule.choices:
+        return next(choice for choice in rule.choices if choice != value)
+    if bool in rule.kinds:
+        return not value
+    if value is None:
+        return 0.5 if float in rule.kinds else 1
+    if float in rule.kinds and value:
+        return value / 2
+    return value + 1 if rule.maximum is None or value + 1 <= rule.maximum else value - 1
+
+
+def behaviour(model, recipe, steps_per_epoch=10):
+    """All a model does with `recipe`, comparable: its network (layers and initial weights), optimizer (its
+    settings and the rate at every step), loss, batches and callbacks (their settings and per-epoch rates)."""
+    import json
+
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    images = np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    network = model.build(recipe, 10, images, 0)
+    optimizer = model.optimizer(recipe, steps_per_epoch)
+    rate = optimizer._learning_rate
+    steps = range(recipe.epochs * steps_per_epoch + 1)
+    rates = [float(rate(step)) for step in steps] if callable(rate) else [float(rate)]
+    callbacks = []
+    for callback in model.callbacks(recipe, steps_per_epoch):
+        if isinstance(callback, keras.callbacks.LearningRateScheduler):
+            callbacks.append([callback.schedule(epoch) for epoch in range(recipe.epochs)])
+        else:
+            settings = {k: v for k, v in vars(callback).items() if isinstance(v, (int, float, str, bool, type(None)))}
+            callbacks.append((type(callback).__name__, settings))
+    return (
+        json.dumps(network.get_config(), sort_keys=True, default=str),
+        [round(float(weights.astype(float).sum()), 6) for weights in network.get_weights()],
+        json.dumps({k: v for k, v in optimizer.get_config().items() if k != "name"}, sort_keys=True, default=str),
+        rates,
+        json.dumps(model.loss(recipe).get_config(), sort_keys=True, default=str),
+        model.batching(recipe),
+        callbacks,
+    )
+
+
+# Keys that act only under another key's value (params.yaml says so): the base they are changed from
+ONLY_WITH = {("seed_cnn", "warmup_epochs"): {"schedule": "warmup_cosine"}}
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_every_key_of_a_models_section_changes_what_the_model_does(name):
+    """No key without a reader: each key of the section, changed alone to another allowed value, changes the
+    model's network, optimizer, loss, batches or callbacks (the keys every recipe has are the loop's)."""
+    import dataclasses
+
+    from cifar.training.recipe import TrainingRecipe
+    from tests.helpers import tiny_recipe
+
+    model = models.MODELS[name]
+    common = {item.name for item in dataclasses.fields(TrainingRecipe)}
+    for item in dataclasses.fields(model.Recipe):
+        if item.name in common:
+            continue
+        base = tiny_recipe(name, **ONLY_WITH.get((name, item.name), {}))
+        changed = dataclasses.replace(base, **{item.name: other_value(getattr(base, item.name), item.metadata["rule"])})
+        assert behaviour(model, changed) != behaviour(model, base), f"{name}.{item.name} changes nothing"
