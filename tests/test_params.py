@@ -175,6 +175,12 @@ def test_missing_section_and_unparsable_yaml(workspace, capsys):
     code, err = run_and_capture(evaluate.main, capsys)
     assert (code, err) == (2, "error: params.yaml: missing section 'evaluate'")
 
+    (workspace / "params.yaml").write_text("- train\n")  # train first looks for the renamed `fast`
+    assert run_and_capture(train.main, capsys) == (2, "error: params.yaml: the top level must be a mapping of sections")
+    (workspace / "params.yaml").write_text("train: [seed_cnn]\n")
+    code, err = run_and_capture(train.main, capsys)
+    assert code == 2 and err.startswith("error: params.yaml: section 'train' must be a mapping of keys")
+
     (workspace / "params.yaml").write_text("train: [epochs: 3\n")
     code, err = run_and_capture(fetch.main, capsys)
     assert code == 2 and "YAML does not parse at line" in err and "\n" not in err

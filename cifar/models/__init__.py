@@ -66,17 +66,18 @@ def recipe(name, params):
 
 
 def refuse_renamed(params):
-    """PipelineError when `params` still names a model that was renamed, as train.model, a section or a tta key."""
+    """PipelineError when `params` still names a model that was renamed, as train.model, a section or a tta key.
+    A params file not shaped as sections is left to check_section, which says so."""
+    if not isinstance(params, dict):
+        return
+    train, tta = (params.get(name) if isinstance(params.get(name), dict) else {} for name in ("train", "tta"))
     for old, new in RENAMED.items():
-        named = [
-            where
-            for where, present in (
-                (f"train.model {old}", (params.get("train") or {}).get("model") == old),
-                (f"section {old}", old in params),
-                (f"tta.{old}", old in (params.get("tta") or {})),
-            )
-            if present
-        ]
+        places = {
+            f"train.model {old}": train.get("model") == old,
+            f"section {old}": old in params,
+            f"tta.{old}": old in tta,
+        }
+        named = [place for place, present in places.items() if present]
         if named:
             raise PipelineError(
                 f"params.yaml: {', '.join(named)}: the model {old!r} is now two models; allowed: {new} "
