@@ -17,10 +17,17 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 PALETTE = np.array([colorsys.hsv_to_rgb(i / len(CLASSES), 0.8, 0.85) for i in range(len(CLASSES))]) * 255
 
 
-def random_images(count, rng):
-    """Images of the class's colour plus noise; labels shuffled."""
+def random_images(count, rng, coloured=True):
+    """Images of the class's colour plus noise (`coloured` false: noise over the whole range); labels shuffled.
+
+    Coloured, every image of a class is nearly the same, a class easy to learn; noise images give
+    well-conditioned gradients where the class colours make the last conv layers' nearly cancel
+    (tests/test_distribute.py measures it).
+    """
     labels = np.arange(count) % len(CLASSES)
     rng.shuffle(labels)
+    if not coloured:
+        return rng.integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8), labels
     noise = rng.integers(-40, 41, size=(count, 32, 32, 3))
     images = np.clip(PALETTE[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
     return images, labels
@@ -43,16 +50,16 @@ def cifar_batch_bytes(images, labels, protocol=2):
     return pickle.dumps(batch, protocol=protocol)
 
 
-def write_cifar_archive(path, train_per_batch=20, test=20, seed=0, batch_override=None):
+def write_cifar_archive(path, train_per_batch=20, test=20, seed=0, batch_override=None, coloured=True):
     """A CIFAR-10 Python archive (tar.gz, cifar-10-batches-py/...) with tiny batches.
 
     Returns (x_train, y_train, x_test, y_test) as written. `batch_override` maps a
-    member base name to raw bytes, to plant a bad batch.
+    member base name to raw bytes, to plant a bad batch; `coloured`: random_images's.
     """
     rng = np.random.default_rng(seed)
     batch_override = batch_override or {}
-    parts = [random_images(train_per_batch, rng) for _ in range(5)]
-    x_test, y_test = random_images(test, rng)
+    parts = [random_images(train_per_batch, rng, coloured) for _ in range(5)]
+    x_test, y_test = random_images(test, rng, coloured)
     with tarfile.open(path, "w:gz") as tar:
         meta = pickle.dumps({b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}, protocol=2)
         _add_bytes(tar, "cifar-10-batches-py/batches.meta", batch_override.get("batches.meta", meta))

@@ -23,7 +23,7 @@ TINY_SEED = 7  # train.seed of the tiny workspaces
 TRAIN_KEYS = ("model", "precision", "strategy", "seed")
 
 
-def prepare_workspace(path, *, precision, train_images=100, test_images=40, **train_params):
+def prepare_workspace(path, *, precision, train_images=100, test_images=40, coloured=True, **train_params):
     """params.yaml, data/raw/dataset (a generated CIFAR archive, as fetch leaves it) and data/prepared/ in `path`.
 
     `precision` (train.precision) is required: a test that compares numbers between runs
@@ -31,11 +31,14 @@ def prepare_workspace(path, *, precision, train_images=100, test_images=40, **tr
     rounding differences grow quickly over training steps (tests/test_distribute.py).
     `train_params`: keys of the `train` section (model, strategy, seed) and of the chosen model's recipe
     (`seed_cnn` by default), over its tiny one (benchmarks/recipes.py's TINY); every model's section is tiny.
+    `coloured`: tests/datagen.py's random_images's (false: noise images).
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     archive = path / "cifar.tar.gz"
-    write_cifar_archive(archive, train_per_batch=max(train_images // 5, 10), test=max(test_images, 10))
+    write_cifar_archive(
+        archive, train_per_batch=max(train_images // 5, 10), test=max(test_images, 10), coloured=coloured
+    )
     artifacts = Artifacts(path)
     artifacts.raw_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(archive, artifacts.raw_dataset)
