@@ -15,7 +15,7 @@ import numpy as np
 
 from cifar.core import cli
 from cifar.core.artifacts import Artifacts
-from cifar.core.atomic import save_figure, write_json
+from cifar.core.atomic import atomic_directory, save_figure, write_json
 from cifar.core.params import Rule, load_params, non_negative_int, positive_int, positive_number
 
 # params.yaml's `visualize` section (each key is documented there)
@@ -45,17 +45,19 @@ def visualize(settings, artifacts=Artifacts(), progress=print):
     progress(f"optimised in {time.perf_counter() - started:.1f}s; drawing the grids")
 
     record = {"layers": {}}
-    for layer, (images, _, final) in zip(layers, results):
+    # a fresh folder replaces the old one whole: no figure of a layer the model no longer has stays
+    with atomic_directory(artifacts.stimuli_dir) as stimuli_dir:
+        for layer, (images, _, final) in zip(layers, results):
+            rgb = gradient_ascent.image_values_to_rgb(images, stats["mean"], stats["std"])
+            record["layers"][layer.name] = gradient_ascent.activation_record(final)
+            title = f"Maximum stimuli of {layer.name} ({len(final)} filters)"
+            save_figure(stimuli_dir / f"{layer.name}.png", stimuli_figure(rgb, final, title))
+            progress(f"stimuli of {layer.name}: {len(final)} filters, {record['layers'][layer.name]['dead']} dead")
+        images, _, final = results[-1]
         rgb = gradient_ascent.image_values_to_rgb(images, stats["mean"], stats["std"])
-        record["layers"][layer.name] = gradient_ascent.activation_record(final)
-        title = f"Maximum stimuli of {layer.name} ({len(final)} filters)"
-        save_figure(artifacts.stimuli_dir / f"{layer.name}.png", stimuli_figure(rgb, final, title))
-        progress(f"stimuli of {layer.name}: {len(final)} filters, {record['layers'][layer.name]['dead']} dead")
-    images, _, final = results[-1]
-    rgb = gradient_ascent.image_values_to_rgb(images, stats["mean"], stats["std"])
-    record["classes"] = {name: round(float(v), 6) for name, v in zip(classes, final)}
-    title = "Maximum stimuli of the class scores (before softmax)"
-    save_figure(artifacts.stimuli_dir / "classes.png", stimuli_figure(rgb, final, title, labels=classes))
+        record["classes"] = {name: round(float(v), 6) for name, v in zip(classes, final)}
+        title = "Maximum stimuli of the class scores (before softmax)"
+        save_figure(stimuli_dir / "classes.png", stimuli_figure(rgb, final, title, labels=classes))
     first_conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
     save_figure(artifacts.kernels_figure, kernels_figure(np.asarray(first_conv.kernel)))
     write_json(artifacts.stimuli_record, record)

@@ -94,7 +94,9 @@ def add_callbacks(callbacks):
     import cifar.training.loop as loop
 
     real_fit = loop.fit
-    loop.fit = lambda run, network, done, history, extra=(): real_fit(run, network, done, history, [*extra, *callbacks])
+    loop.fit = lambda run, network, done, history, extra=(), *args: real_fit(
+        run, network, done, history, [*extra, *callbacks], *args
+    )
 
 
 def project_modules(main_module):

@@ -1,8 +1,10 @@
 """Verified downloads: a URL and its checksum to a local file, through the Keras cache.
 
-Downloads go through `keras.utils.get_file`, which shows a progress bar, and are
-retried; a download is only kept once its checksum matches, so an interrupted
-or corrupted transfer is never mistaken for a good file.
+Downloads go through `keras.utils.get_file`, which shows a progress bar. A transfer cut short
+(fewer bytes than the server announced, a dropped connection, a timeout) is retried; a complete
+file whose checksum does not match is not (the server holds other bytes than the descriptor
+names: downloading them again gives the same), and is not kept. A file is only kept once its
+checksum matches, so an interrupted or corrupted transfer is never mistaken for a good file.
 """
 
 import hashlib
@@ -70,7 +72,7 @@ def fetch_url(url, checksum, retries=3, timeout=60.0, progress=print):
 
 
 def download(url, checksum, retries, timeout, progress=print):
-    """Download into the Keras cache with retries; only a verified file is kept.
+    """Download into the Keras cache, retrying transfers cut short; only a verified file is kept.
 
     Without a checksum the file cannot be told apart from a partial one, so it
     is downloaded afresh every time.
@@ -78,7 +80,6 @@ def download(url, checksum, retries, timeout, progress=print):
     import keras  # deferred: importing TensorFlow costs seconds and is needed only here
 
     name = Path(urllib.parse.urlsplit(url).path).name or "dataset.tar.gz"
-    algorithm, digest = checksum if checksum else ("sha256", None)
     # get_file falls back to /tmp/.keras when the cache directory does not exist yet.
     keras_cache_dir().mkdir(parents=True, exist_ok=True)
     previous_timeout = socket.getdefaulttimeout()
@@ -86,23 +87,30 @@ def download(url, checksum, retries, timeout, progress=print):
     try:
         for attempt in range(1, retries + 1):
             try:
+                # No file_hash: get_file would raise the same ValueError for a short file and a wrong one.
+                # A transfer cut short raises here (urlretrieve checks the announced length).
                 path = keras.utils.get_file(
                     fname=name,
                     origin=url,
-                    file_hash=digest,
-                    hash_algorithm=algorithm,
                     cache_dir=str(keras_cache_dir().parent),
                     cache_subdir="datasets",
-                    force_download=digest is None,
+                    force_download=True,  # fetch_url looked for a good cached copy first
                 )
-                verify(path, checksum)
-                return Path(path)
-            except PipelineError as err:
-                _discard(keras_cache_dir() / name)
-                last_error = str(err)
-            except Exception as err:  # get_file raises bare Exception/ValueError for network and hash failures
+            except Exception as err:  # get_file raises bare Exception for network failures
                 _discard(keras_cache_dir() / name)
                 last_error = f"{url}: {err}"
+            else:
+                if checksum is None:
+                    return Path(path)
+                algorithm, expected = checksum
+                actual = file_digest(path, algorithm)
+                if actual == expected:
+                    return Path(path)
+                _discard(path)  # the Keras cache keeps no bad copy
+                raise PipelineError(
+                    f"{url}: downloaded whole, but its {algorithm} is {actual}, not the expected {expected}; "
+                    "not retried, as the server would send the same bytes (check the checksum in its descriptor)"
+                )
             if attempt < retries:
                 wait = min(2 ** (attempt - 1), 10)
                 progress(f"download failed ({last_error}); retry {attempt}/{retries - 1} in {wait}s")

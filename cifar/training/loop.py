@@ -12,6 +12,7 @@ Under a multi-worker strategy every worker trains and checkpoints; only the chie
 writes the model and the reports.
 """
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -22,7 +23,7 @@ import keras
 
 from cifar.calibration.temperature import calibrated, holdout_split
 from cifar.core.artifacts import Artifacts
-from cifar.core.atomic import atomic_path, write_json
+from cifar.core.atomic import atomic_directory, atomic_path, write_json
 from cifar.core.codegraph import files_run_by
 from cifar.core.cpu import describe_cpu
 from cifar.core.errors import PipelineError
@@ -68,8 +69,13 @@ def train(model, settings, recipe, artifacts=Artifacts(), callbacks=()):
     Keras model and its history."""
     run = set_up(model, settings, recipe, artifacts)
     network, done, history = build_or_resume(run)
-    history = fit(run, network, done, history, callbacks)
-    return save(run, network), history
+    # DVCLive writes the chief's history into a fresh folder that replaces reports/train once the model is
+    # written: a run that fails leaves the last good history in place, whole (docs/guarantees.md)
+    with atomic_directory(artifacts.train_reports) if run.chief else contextlib.nullcontext() as reports:
+        history = fit(run, network, done, history, callbacks, reports)
+        network = save(run, network)
+    resume.clear(run.state)  # last: a run killed before this point resumes from its last epoch
+    return network, history
 
 
 def set_up(model, settings, recipe, artifacts):
@@ -145,8 +151,9 @@ def compile_model(network, model, recipe, steps_per_epoch):
     network.compile(optimizer=model.optimizer(recipe, steps_per_epoch), loss=model.loss(recipe), metrics=["accuracy"])
 
 
-def fit(run, network, done, history, extra_callbacks=()):
-    """Train the epochs not done yet, checkpointing each; returns the whole history."""
+def fit(run, network, done, history, extra_callbacks=(), reports=None):
+    """Train the epochs not done yet, checkpointing each; returns the whole history. `reports`: the folder
+    for DVCLive's history (the chief's; None on other workers)."""
     num_classes = len(run.classes)
     y_train = keras.utils.to_categorical(run.arrays["y_train"], num_classes)
     y_test = keras.utils.to_categorical(run.arrays["y_test"], num_classes)
@@ -160,10 +167,10 @@ def fit(run, network, done, history, extra_callbacks=()):
         checkpoint,
     ]
     live = None  # DVCLive: the chief's history, params and resolved settings
-    if run.chief:
+    if reports is not None:
         resolved = {"precision": run.policy, "strategy": distribute.describe(run.strategy)}
         resolved["cpu"] = describe_cpu()  # timings from other machines are not comparable
-        live = cb.dvclive_logger(history, run.artifacts.train_reports, resolved)
+        live = cb.dvclive_logger(history, reports, resolved)
         callbacks.append(live)
     epochs = run.recipe.epochs
     if done == epochs:
@@ -195,7 +202,7 @@ def fit(run, network, done, history, extra_callbacks=()):
 
 def save(run, network):
     """The chief writes the trained network, with its temperature when images were held out for one, its
-    class names and how its pictures were fitted (for predict: the network knows neither); the state goes.
+    class names and how its pictures were fitted (for predict: the network knows neither).
     Returns the network written."""
     if run.chief and len(run.held_out["y"]):
         network, _ = calibrated(network, run.held_out["x"], run.held_out["y"])
@@ -204,5 +211,4 @@ def save(run, network):
             network.save(tmp)
         write_json(run.artifacts.model_classes, run.classes)
         write_json(run.artifacts.model_input, run.artifacts.load_input())  # predict fits pictures the same way
-    resume.clear(run.state)
     return network
