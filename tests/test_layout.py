@@ -346,3 +346,11 @@ def test_robustness_s_help_names_today_s_default_source_and_its_severities():
     count = {6: "six"}[len(CORRUPTIONS)]
     severities = {5: "five"}[len(params[CORRUPTIONS[0]])]
     assert f"in {count} ways, each at {severities} severities" in text
+
+
+def test_every_output_persists_so_a_failed_stage_keeps_it():
+    """DVC removes a stage's outputs before its command unless they persist; the stages replace theirs
+    atomically on success instead (docs/guarantees.md; tests/test_failed_stages.py runs it through dvc)."""
+    for name, stage in yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"].items():
+        for out in stage["outs"]:
+            assert isinstance(out, dict) and next(iter(out.values())).get("persist") is True, f"{name}: {out}"

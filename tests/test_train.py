@@ -116,12 +116,24 @@ def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, sche
         def on_epoch_end(self, epoch, logs=None):
             raise Crash
 
+    # an earlier run's history, with a metric this run does not log: kept whole by the failed run, gone after
+    reports = Artifacts(crashed).train_reports
+    earlier = {"metrics.json": "{}", "plots/metrics/train/retired_metric.tsv": "step\tretired_metric\n0\t1\n"}
+    for name, text in earlier.items():
+        (reports / name).parent.mkdir(parents=True, exist_ok=True)
+        (reports / name).write_text(text)
     with pytest.raises(Crash):
         train_in_workspace(crashed, callbacks=[CrashAfterFirstEpoch()])
     done, _, history = resume.latest_checkpoint(next(Artifacts(crashed).train_state.iterdir()))
     assert done == 1 and len(history["loss"]) == 1
+    assert {p.relative_to(reports).as_posix(): p.read_text() for p in reports.rglob("*") if p.is_file()} == earlier
     _, resumed_history = train_in_workspace(crashed)
     _, fresh_history = train_in_workspace(fresh)
+    for path in reports.rglob("*"):  # the resumed run's history is the fresh run's, file for file
+        fresh_path = Artifacts(fresh).train_reports / path.relative_to(reports)
+        assert fresh_path.exists(), f"{path} is not the fresh run's"
+        if path.suffix == ".tsv" and "elapsed_s" not in path.name:
+            assert path.read_text() == fresh_path.read_text()
     assert without_clock(resumed_history) == without_clock(fresh_history)
     elapsed = resumed_history["elapsed_s"]
     assert len(elapsed) == 2 and 0 < elapsed[0] < elapsed[1]  # the clock went on from the checkpoint

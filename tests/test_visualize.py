@@ -184,12 +184,16 @@ def test_the_stage_s_stimuli_raise_their_filters_as_the_model_itself_recomputes(
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     settings = {**params["visualize"], "iterations": 5}
     artifacts = Artifacts(tmp_path)
+    artifacts.stimuli_dir.mkdir(parents=True, exist_ok=True)
+    (artifacts.stimuli_dir / "conv_of_an_earlier_model.png").write_bytes(b"\x89PNG earlier")  # a layer gone since
     record = visualize(settings, artifacts, progress=lambda m: None)
     first = artifacts.stimuli_record.read_text()
     stimuli_json = json.loads(first)
     assert list(stimuli_json["layers"]) == ["leaky_re_lu_1", "leaky_re_lu_2", "leaky_re_lu_3", "leaky_re_lu_4"]
     assert [v["filters"] for v in stimuli_json["layers"].values()] == [16, 32, 32, 64]
     assert list(stimuli_json["classes"]) == CLASSES
+    figures = sorted(path.name for path in artifacts.stimuli_dir.iterdir())
+    assert figures == sorted(f"{name}.png" for name in [*stimuli_json["layers"], "classes"])  # and no other
     for name in [*stimuli_json["layers"], "classes"]:
         assert (tmp_path / f"reports/figures/stimuli/{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert artifacts.kernels_figure.is_file()
