@@ -11,6 +11,7 @@ from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
 from cifar.robustness.corruptions import CORRUPTIONS, corrupt, severity_parameters
 from stages.robustness import ROBUSTNESS, SEVERITIES
+from tests import summaries
 from tests.cifar_c_reference import SEVERITIES as CIFAR_C_TABLE
 from tests.cifar_c_reference import cifar_c_image
 from tests.helpers import keras_probabilities
@@ -122,7 +123,9 @@ def test_robustness_stage_equals_cifar_c_s_corruptions_applied_to_the_model(trai
 
     artifacts = Artifacts(trained)
     settings = {**defaults(), "max_images": 40, "seed": 5}
-    record = robustness(settings, artifacts, progress=lambda m: None)
+    messages = []
+    record = robustness(settings, artifacts, progress=messages.append)
+    summaries.check_robustness(messages, record)
     # The same 40 images (a seeded choice, sorted), corrupted by CIFAR-10-C's own code, classified by the model
     x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
     chosen = np.sort(np.random.default_rng(5).choice(len(y_test), size=40, replace=False))

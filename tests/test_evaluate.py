@@ -18,6 +18,7 @@ from cifar.evaluation.reliability import expected_calibration_error, negative_lo
 from cifar.network.layers import normalized_input
 from cifar.network.trained import load_trained_model
 from stages.evaluate import evaluate, main
+from tests import summaries
 from tests.datagen import CLASSES
 from tests.helpers import ece_by_definition, keras_probabilities, probabilities_by_hand
 
@@ -110,7 +111,7 @@ def test_the_stage_entry_scores_the_views_its_params_select(trained, monkeypatch
         f1 = 2 * precision * recall[name] / (precision + recall[name]) if precision + recall[name] else 0.0
         expected = {"precision": precision, "recall": recall[name], "f1-score": f1}
         assert metrics["per_class"][name] == pytest.approx(expected, abs=1e-6), name
-    assert f"(test-time augmentation: {expected_level})" in capsys.readouterr().out
+    summaries.check_evaluate(capsys.readouterr().out.splitlines(), metrics, expected_level)
     # confusion.csv: one (actual, predicted) row per test image, in order; its counts are scikit-learn's matrix
     rows = list(csv.DictReader(io.StringIO(Path("reports/eval/confusion.csv").read_text())))
     assert [(row["actual"], row["predicted"]) for row in rows] == [

@@ -10,6 +10,7 @@ from benchmarks.workspace import PROJECT
 from cifar.core.artifacts import Artifacts
 from cifar.core.params import load_params
 from stages.export import EXPORT
+from tests import summaries
 from tests.helpers import keras_probabilities
 
 
@@ -41,8 +42,10 @@ def test_export_writes_formats_whose_accuracy_is_recomputed_from_the_files(train
 
     artifacts = Artifacts(trained)
     settings = load_params({"export": EXPORT}, PROJECT / "params.yaml")["export"]
-    record = export({**settings, "latency_runs": 5}, artifacts, progress=lambda m: None)
+    messages = []
+    record = export({**settings, "latency_runs": 5}, artifacts, progress=messages.append)
     assert json.loads(artifacts.export_record.read_text()) == record
+    summaries.check_export(messages, record, ("keras", "saved_model", "tflite_float32", "tflite_int8"))
     x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
 
     # Each format run from its file, without the project's loaders

@@ -12,6 +12,7 @@ from cifar.data.datasets import read_dataset
 from cifar.data.images import decode_image
 from cifar.data.prepare import balanced_subset, normalized_stats
 from stages.preprocess import preprocess
+from tests import summaries
 from tests.datagen import CLASSES, copy_tar_without, encode_image, write_cifar_archive, write_image_folder_archive
 from tests.helpers import fetched
 
@@ -190,7 +191,9 @@ def test_normalized_stats_match_tutorial_formula():
 def test_preprocess_writes_arrays_classes_and_samples(tmp_path):
     _, _, x_source, y_source = write_cifar_archive(tmp_path / "c.tar.gz", train_per_batch=10, test=20)
     artifacts = fetched(tmp_path, tmp_path / "c.tar.gz")
-    preprocess({**PARAMS, "max_train_images": 30, "max_test_images": 10}, artifacts, progress=lambda m: None)
+    messages = []
+    preprocess({**PARAMS, "max_train_images": 30, "max_test_images": 10}, artifacts, progress=messages.append)
+    summaries.check_preprocess(messages, artifacts)
     x_train = np.load(artifacts.prepared_array("x_train"))
     y_train = np.load(artifacts.prepared_array("y_train"))
     assert x_train.shape == (30, 32, 32, 3) and x_train.dtype == np.uint8

@@ -14,6 +14,7 @@ from cifar.training.batches import Batching, training_batches
 from cifar.training.loop import run_key, train
 from cifar.training.recipe import TrainingRecipe
 from cifar.training.schedules import warmup_cosine
+from tests import summaries
 from tests.helpers import assert_same_weights, prepare_workspace, train_in_workspace, training_params, weights_of
 
 
@@ -104,7 +105,7 @@ def without_clock(history):
 
 
 @pytest.mark.parametrize("schedule", ["exponential", "warmup_cosine"])
-def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, schedule):
+def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, schedule, capsys):
     crashed = tmp_path / "crashed"
     prepare_workspace(crashed, precision="float32", epochs=2, schedule=schedule, warmup_epochs=1)
     fresh = shutil.copytree(crashed, tmp_path / "fresh")
@@ -128,6 +129,7 @@ def test_in_process_crash_and_resume_matches_and_is_deterministic(tmp_path, sche
     assert done == 1 and len(history["loss"]) == 1
     assert {p.relative_to(reports).as_posix(): p.read_text() for p in reports.rglob("*") if p.is_file()} == earlier
     _, resumed_history = train_in_workspace(crashed)
+    summaries.check_train(capsys.readouterr().out.splitlines(), "seed_cnn", Artifacts(crashed))
     _, fresh_history = train_in_workspace(fresh)
     for path in reports.rglob("*"):  # the resumed run's history is the fresh run's, file for file
         fresh_path = Artifacts(fresh).train_reports / path.relative_to(reports)

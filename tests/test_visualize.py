@@ -14,6 +14,7 @@ from cifar.network.trained import class_score_tensor, load_trained_model
 from cifar.visualization import gradient_ascent
 from cifar.visualization.gradient_ascent import activation_record as layer_record
 from stages.visualize import visualize
+from tests import summaries
 from tests.datagen import CLASSES
 
 
@@ -186,7 +187,8 @@ def test_the_stage_s_stimuli_raise_their_filters_as_the_model_itself_recomputes(
     artifacts = Artifacts(tmp_path)
     artifacts.stimuli_dir.mkdir(parents=True, exist_ok=True)
     (artifacts.stimuli_dir / "conv_of_an_earlier_model.png").write_bytes(b"\x89PNG earlier")  # a layer gone since
-    record = visualize(settings, artifacts, progress=lambda m: None)
+    messages = []
+    record = visualize(settings, artifacts, progress=messages.append)
     first = artifacts.stimuli_record.read_text()
     stimuli_json = json.loads(first)
     assert list(stimuli_json["layers"]) == ["leaky_re_lu_1", "leaky_re_lu_2", "leaky_re_lu_3", "leaky_re_lu_4"]
@@ -198,6 +200,7 @@ def test_the_stage_s_stimuli_raise_their_filters_as_the_model_itself_recomputes(
         assert (tmp_path / f"reports/figures/stimuli/{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert artifacts.kernels_figure.is_file()
     assert record["layers"] == stimuli_json["layers"]
+    summaries.check_visualize(messages, stimuli_json)
     visualize(settings, artifacts, progress=lambda m: None)
     assert artifacts.stimuli_record.read_text() == first
 

@@ -75,7 +75,18 @@ def train(model, settings, recipe, artifacts=Artifacts(), callbacks=()):
         history = fit(run, network, done, history, callbacks, reports)
         network = save(run, network)
     resume.clear(run.state)  # last: a run killed before this point resumes from its last epoch
+    if run.chief:
+        print(summary(settings["model"], history))
     return network, history
+
+
+def summary(model_name, history):
+    """The stage's last line: the run's length and its last epoch's figures (reports/train/metrics.json's)."""
+    return (
+        f"trained {model_name}: {len(history['loss'])} epochs in {history['elapsed_s'][-1]:.1f} s; last epoch: "
+        f"train accuracy {history['accuracy'][-1]:.4f} loss {history['loss'][-1]:.4f}, "
+        f"test accuracy {history['val_accuracy'][-1]:.4f} loss {history['val_loss'][-1]:.4f}"
+    )
 
 
 def set_up(model, settings, recipe, artifacts):
