@@ -102,3 +102,39 @@ def check_visualize(lines, record):
     m = one_line(lines, rf"visualised (\d+) filters of (\d+) layers and (\d+) classes in {NUMBER}s")
     assert int(m[1]) == sum(figures["filters"] for figures in record["layers"].values())
     assert (int(m[2]), int(m[3])) == (len(record["layers"]), len(record["classes"]))
+
+
+def table_rows(markdown, heading):
+    """{first cell: [other cells]} of the first table under `heading` in a Markdown report."""
+    paragraphs = [text.strip() for text in markdown.split(f"\n{heading}\n", 1)[1].split("\n\n")]
+    rows = {}
+    for line in next(text for text in paragraphs if text.startswith("|")).splitlines()[2:]:  # past header, rule
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def check_report_robustness(markdown, record):
+    """The report's robustness section: the published set's sentence (source, images per severity), then a
+    row per corruption (its mean over severities), the clean accuracy, and the means, each as recorded."""
+    heading = "## Robustness: accuracy under common corruptions"
+    first = markdown.split(f"\n{heading}\n", 1)[1].split("\n\n")[0].strip()
+    if "source" in record:
+        assert first == f"The published set `{record['source']}`, {record['images_per_severity']} images per severity."
+    else:
+        assert first.startswith("|"), "a sentence about a published set where none was used"
+    rows = table_rows(markdown, heading)
+    labels = {
+        "no corruption": record["clean_accuracy"],
+        **{name.replace("_", " "): values["mean"] for name, values in record["corruptions"].items()},
+        "**mean of all, every severity**": record["mean_corruption_accuracy"],
+    }
+    if "source" in record:
+        labels["**mean of the 15 benchmark corruptions (the papers', RobustBench's)**"] = record[
+            "mean_benchmark_corruption_accuracy"
+        ]
+        labels["**mean of the 4 extra corruptions**"] = record["mean_extra_corruption_accuracy"]
+    assert list(rows) == list(labels), list(rows)
+    for label, value in labels.items():
+        shown(rows[label][0], value, 4)
+        assert rows[label][1:] == ["–", ""], "no base, no change"

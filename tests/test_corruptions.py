@@ -156,3 +156,32 @@ def test_robustness_stage_equals_cifar_c_s_corruptions_applied_to_the_model(trai
     first = artifacts.robustness_record.read_text()
     robustness(settings, artifacts, progress=lambda m: None)
     assert artifacts.robustness_record.read_text() == first
+
+
+@pytest.mark.parametrize("published", [False, True], ids=["generated", "published"])
+def test_the_record_s_means_on_results_where_every_statistic_differs(published):
+    """Every corruption at every severity a different accuracy, so a mean over the wrong axis, over the wrong
+    group of corruptions, or under another name, shows: each mean against numpy's on the same numbers."""
+    from cifar.robustness.evaluation import robustness_record
+    from cifar.robustness.published import BENCHMARK, EXTRA
+
+    names = [*BENCHMARK, *EXTRA] if published else list(CORRUPTIONS)
+    values = np.random.default_rng(3).random((len(names), 5))
+    results = {name: row.tolist() for name, row in zip(names, values)}
+    record = robustness_record(0.93, results, "cifar-10-c.yaml", 100) if published else robustness_record(0.93, results)
+    assert record["clean_accuracy"] == 0.93 and record["mean_corruption_accuracy"] == round(values.mean(), 6)
+    for name, row in zip(names, values):
+        assert record["corruptions"][name] == {
+            "mean": round(row.mean(), 6),
+            **{f"severity_{s}": round(row[s - 1], 6) for s in range(1, 6)},
+        }
+    if published:
+        benchmark, extra = values[: len(BENCHMARK)].mean(), values[len(BENCHMARK) :].mean()
+        assert record["mean_benchmark_corruption_accuracy"] == round(benchmark, 6)
+        assert record["mean_extra_corruption_accuracy"] == round(extra, 6)
+        assert record["source"] == "cifar-10-c.yaml" and record["images_per_severity"] == 100
+        assert len({benchmark, extra, values.mean()}) == 3
+    # the statistics differ from one another, so none can stand in for another
+    per_corruption, per_severity = values.mean(axis=1), values.mean(axis=0)
+    assert len(set(np.round(per_corruption, 6))) == len(names) and len(set(np.round(per_severity, 6))) == 5
+    assert values.mean() not in set(per_corruption) | set(per_severity)

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -343,6 +344,21 @@ def test_progress_shows_on_a_terminal_only():
     shown = terminal.getvalue()
     assert "\rclassified 32/64 images (" in shown and "\rclassified 64/64 images (" in shown
     assert "\r\033[Kerror: x.png: cannot decode image\n" in shown  # the progress line cleared first
+
+
+def test_the_progress_line_shows_images_classified_per_second_since_the_start(monkeypatch):
+    """The rate is the images done over the seconds since the start, shown on a clock the test sets: 32
+    images 0.5 s after the start are 64/s; 64 after 4 s, 16/s (not the last interval's 32 / 3.5 s)."""
+    import stages.predict as predict
+
+    clock = iter([100.0, 100.5, 104.0])  # the start, then each time the line is drawn
+    monkeypatch.setattr(predict.time, "monotonic", lambda: next(clock))
+    terminal = FakeTerminal()
+    progress = Progress(64, terminal)
+    for _ in range(64):
+        progress.advance()
+    shown = re.findall(r"\rclassified (\d+)/64 images \((\d+)/s\)", terminal.getvalue())
+    assert shown == [("32", "64"), ("64", "16")]
 
 
 # --- preprocess ---

@@ -140,6 +140,14 @@ def test_every_corruption_at_every_severity_scored_in_place(root, published, tmp
     # read in place: nothing unpacked, only the three outputs written
     outputs = {artifacts.robustness_record, artifacts.robustness_data, artifacts.robustness_figure}
     assert {p for p in root.rglob("*") if p.is_file()} - before <= outputs
+    if as_tar:  # the report built from this record: its sentence, its rows, their figures
+        from cifar.reporting.report import build_report
+
+        if not artifacts.metrics.exists():
+            artifacts.metrics.write_text(json.dumps({"accuracy": clean}))
+        report = build_report("", artifacts).read_text()
+        summaries.check_report_robustness(report, record)
+        assert len(record["corruptions"]) == 19 and record["images_per_severity"] == len(arrays["labels.npy"]) // 5
 
 
 def test_memory_maps_read_the_tar_where_its_members_lie(published, tmp_path):
