@@ -218,56 +218,135 @@ def other_value(value, rule):
 
 
 def behaviour(model, recipe, steps_per_epoch=10):
-    """All a model does with `recipe`, comparable: its network (layers and initial weights), optimizer (its
-    settings and the rate at every step), loss, batches and callbacks (their settings and per-epoch rates)."""
+    """All a model does with `recipe`, built through the model's own functions, as {aspect: comparable value}:
+    "network.<layer class>.<config key>" (every such layer's value, in order) and "network.layers" (the
+    layer classes), "weights" (the initial weights' sums), "optimizer.<config key>" and "optimizer.rates"
+    (the rate at every step), "loss.<config key>", "batching.<field>", "callbacks.<class>.<setting>"."""
     import json
 
     import keras
     import numpy as np
 
+    def text(value):
+        return json.dumps(value, sort_keys=True, default=str)
+
     keras.utils.set_random_seed(0)
     images = np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
     network = model.build(recipe, 10, images, 0)
+    found = {"network.layers": [type(layer).__name__ for layer in network.layers]}
+    for layer in network.layers:
+        for key, value in layer.get_config().items():
+            if key != "name":
+                found.setdefault(f"network.{type(layer).__name__}.{key}", []).append(text(value))
+    found["weights"] = [round(float(weights.astype(float).sum()), 6) for weights in network.get_weights()]
     optimizer = model.optimizer(recipe, steps_per_epoch)
+    for key, value in optimizer.get_config().items():
+        if key not in ("name", "learning_rate"):  # the rate: as it is at every step, below
+            found[f"optimizer.{key}"] = text(value)
     rate = optimizer._learning_rate
     steps = range(recipe.epochs * steps_per_epoch + 1)
-    rates = [float(rate(step)) for step in steps] if callable(rate) else [float(rate)]
-    callbacks = []
+    found["optimizer.rates"] = [float(rate(step)) for step in steps] if callable(rate) else [float(rate)]
+    found.update({f"loss.{key}": text(value) for key, value in model.loss(recipe).get_config().items()})
+    batching = model.batching(recipe)
+    found.update({f"batching.{key}": getattr(batching, key) for key in vars(batching)})
     for callback in model.callbacks(recipe, steps_per_epoch):
+        kind = type(callback).__name__
         if isinstance(callback, keras.callbacks.LearningRateScheduler):
-            callbacks.append([callback.schedule(epoch) for epoch in range(recipe.epochs)])
+            found[f"callbacks.{kind}.schedule"] = [callback.schedule(epoch) for epoch in range(recipe.epochs)]
         else:
-            settings = {k: v for k, v in vars(callback).items() if isinstance(v, (int, float, str, bool, type(None)))}
-            callbacks.append((type(callback).__name__, settings))
-    return (
-        json.dumps(network.get_config(), sort_keys=True, default=str),
-        [round(float(weights.astype(float).sum()), 6) for weights in network.get_weights()],
-        json.dumps({k: v for k, v in optimizer.get_config().items() if k != "name"}, sort_keys=True, default=str),
-        rates,
-        json.dumps(model.loss(recipe).get_config(), sort_keys=True, default=str),
-        model.batching(recipe),
-        callbacks,
-    )
+            for key, value in vars(callback).items():
+                if isinstance(value, (int, float, str, bool, type(None))):
+                    found[f"callbacks.{kind}.{key}"] = value
+    return found
+
+
+def changed_aspects(before, after):
+    """The aspects that differ; a layer class present on one side only shows as "network.layers" alone."""
+    both = set(before["network.layers"]) & set(after["network.layers"])
+    keys = set(before) | set(after)
+    keys = {k for k in keys if not k.startswith("network.") or k == "network.layers" or k.split(".")[1] in both}
+    return {key for key in keys if before.get(key) != after.get(key)}
 
 
 # Keys that act only under another key's value (params.yaml says so): the base they are changed from
 ONLY_WITH = {("seed_cnn", "warmup_epochs"): {"schedule": "warmup_cosine"}}
 
+# What each key of a model's section changes, as its comment in params.yaml says, and nothing else. A key
+# added to a Recipe without an entry here fails the test below.
+EFFECTS = {
+    "seed_cnn": {
+        "learning_rate": {"callbacks.LearningRateScheduler.schedule", "optimizer.rates"},  # the starting rate
+        "schedule": {"callbacks.LearningRateScheduler.schedule", "optimizer.rates"},  # per epoch, or per step
+        "lr_decay": {"callbacks.LearningRateScheduler.schedule"},  # the per-epoch factor
+        "warmup_epochs": {"optimizer.rates"},  # warmup_cosine's warm-up, per step
+    },
+    **{
+        name: {
+            "momentum": {"optimizer.momentum"},
+            "label_smoothing": {"loss.label_smoothing"},
+            "widths": {"network.Conv2D.filters", "weights"},  # channels of the conv groups
+            "init": {"network.Conv2D.kernel_initializer", "network.Dense.kernel_initializer", "weights"},
+            "batchnorm_momentum": {"network.BatchNormalization.momentum"},
+            "output_scale": {"network.Rescaling.scale"},  # multiplies the class scores
+            "flip": {"batching.alternating_flip", "network.layers"},  # alternating: batches; random: a layer
+            "translate": {"network.RandomShift.reach"},
+            "drop_last_batch": {"batching.drop_last_batch"},
+        }
+        for name in ("airbench94", "airbench94_muon")
+    },
+}
+EFFECTS["airbench94"].update(
+    whiten_bias_epochs={"callbacks.FreezeAfter.epochs"},
+    learning_rate={"optimizer.rates"},
+    schedule={"optimizer.rates"},
+    warmup_epochs={"optimizer.rates"},
+    initial_lr_fraction={"optimizer.rates"},
+    final_lr_fraction={"optimizer.rates"},
+    nesterov={"optimizer.nesterov"},
+    weight_decay={"optimizer.weight_decay"},
+    ema_momentum={"optimizer.ema_momentum", "optimizer.use_ema"},  # null: no averaging
+    bias_lr_scale={"network.ScaledBias.scale"},  # the biases' rate, as a scale of their parameter
+    lookahead_every={"callbacks.Lookahead.every"},
+    lookahead_start_epoch={"callbacks.Lookahead.start_epoch"},
+    lookahead_decay={"callbacks.Lookahead.decay"},
+    lookahead_power={"callbacks.Lookahead.power"},
+)
+EFFECTS["airbench94_muon"].update(
+    # frozen after these epochs, and its own rate falling to 0 over them
+    whiten_bias_epochs={"callbacks.FreezeAfter.epochs", "optimizer.whiten_bias_steps"},
+    filter_lr={"optimizer.filter_lr"},
+    filter_momentum={"optimizer.filter_momentum"},
+    newton_schulz_steps={"optimizer.newton_schulz_steps"},
+    bias_lr={"optimizer.bias_lr"},
+    head_lr={"optimizer.head_lr"},
+    weight_decay={"optimizer.weight_decay"},  # per image: x batch_size in the optimizer
+    head_unit_std={"weights"},  # the last layer's initial weights
+)
+# The optimizer's setting of the same name holds the key's value (weight_decay: per image of the batch there)
+SCALED = {("airbench94_muon", "weight_decay"): lambda value, recipe: value * recipe.batch_size}
+
 
 @pytest.mark.parametrize("name", list(models.MODELS))
-def test_every_key_of_a_models_section_changes_what_the_model_does(name):
-    """No key without a reader: each key of the section, changed alone to another allowed value, changes the
-    model's network, optimizer, loss, batches or callbacks (the keys every recipe has are the loop's)."""
+def test_every_key_of_a_models_section_changes_what_its_comment_says_and_nothing_else(name):
+    """Each key of the section (read from the model's Recipe, so a new key needs an entry in EFFECTS), changed
+    alone to another allowed value, changes exactly its aspects of the network, optimizer, loss, batches or
+    callbacks, built through the model's own functions; a setting named like the key holds its value."""
     import dataclasses
+    import json
 
     from cifar.training.recipe import TrainingRecipe
     from tests.helpers import tiny_recipe
 
     model = models.MODELS[name]
     common = {item.name for item in dataclasses.fields(TrainingRecipe)}
-    for item in dataclasses.fields(model.Recipe):
-        if item.name in common:
-            continue
+    keys = [item for item in dataclasses.fields(model.Recipe) if item.name not in common]
+    assert sorted(item.name for item in keys) == sorted(EFFECTS[name]), "a key without its effect in EFFECTS"
+    for item in keys:
         base = tiny_recipe(name, **ONLY_WITH.get((name, item.name), {}))
-        changed = dataclasses.replace(base, **{item.name: other_value(getattr(base, item.name), item.metadata["rule"])})
-        assert behaviour(model, changed) != behaviour(model, base), f"{name}.{item.name} changes nothing"
+        value = other_value(getattr(base, item.name), item.metadata["rule"])
+        changed = dataclasses.replace(base, **{item.name: value})
+        after = behaviour(model, changed)
+        assert changed_aspects(behaviour(model, base), after) == EFFECTS[name][item.name], f"{name}.{item.name}"
+        if f"optimizer.{item.name}" in after:
+            expected = SCALED.get((name, item.name), lambda v, r: v)(value, changed)
+            assert json.loads(after[f"optimizer.{item.name}"]) == pytest.approx(expected), f"{name}.{item.name}"
