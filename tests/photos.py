@@ -303,10 +303,104 @@ def heic_cases():
     return cases
 
 
+def combination_cases():
+    """Files that carry two or more of the properties above together, as real ones do (a phone's photo is
+    oriented and profiled; a logo exported with a profile keeps its alpha): each rendered by composing the
+    renderings by hand, in a viewer's order: orientation, then the colour profile, then alpha over the page."""
+    rgb, alpha = noise(32, 32, seed=22), noise(32, 32, 1, seed=23)
+    gray = noise(32, 32, 1, seed=24, low=8)  # LittleCMS's coarse gray shadows, as in colour_cases
+    rgb16 = noise(32, 32, 3, seed=25, high=65536, dtype=np.uint16)
+    alpha16 = noise(32, 32, 1, seed=26, high=65536, dtype=np.uint16)
+    gray16 = noise(32, 32, 1, seed=27, high=65536, dtype=np.uint16)
+    palette = noise(4, 1, 3, seed=28)[:, 0]
+    indices = noise(32, 32, 1, seed=29, high=4)
+    palette_alpha = np.where(indices == 1, 0, 255)
+    linear_rgb = [(b"iCCP", b"linear\0\0" + zlib.compress(linear_rgb_profile()))]
+    linear_gray = [(b"iCCP", b"gray\0\0" + zlib.compress(linear_gray_profile()))]
+    plte = [(b"PLTE", palette.tobytes()), (b"tRNS", bytes([255, 0, 255, 255]))]
+    to8 = lambda values: np.rint(values / 65535 * 255)  # noqa: E731  16-bit samples as 8-bit levels
+    first, second = noise(32, 32, 4, seed=30), noise(32, 32, 4, seed=31)
+    apng = io.BytesIO()
+    Image.fromarray(first, "RGBA").save(apng, "PNG", save_all=True, append_images=[Image.fromarray(second, "RGBA")])
+    profiled_jpeg = io.BytesIO()  # a phone photo: EXIF orientation and an ICC profile, both in the JPEG
+    Image.fromarray(smooth(32, 32)).save(
+        profiled_jpeg, "JPEG", quality=95, exif=b"Exif\0\0" + exif_orientation(6), icc_profile=linear_rgb_profile()
+    )
+    # its stored pixels as decoded (Image.open applies neither orientation nor profile): JPEG's loss is not
+    # what is under test here, and near black the linear profile's curve would stretch it 13 times
+    stored_jpeg = np.asarray(Image.open(io.BytesIO(profiled_jpeg.getvalue())).convert("RGB"))
+    return [
+        Photo(
+            "oriented-alpha.png",
+            png(np.dstack([rgb, alpha]), 6, chunks=[(b"eXIf", exif_orientation(6))]),
+            ORIENTED[6](over(rgb, alpha)),
+        ),
+        Photo(
+            "oriented-profiled.png",
+            png(rgb, 2, chunks=[(b"eXIf", exif_orientation(8)), *linear_rgb]),
+            ORIENTED[8](srgb_encoded(rgb / 255)),
+            1,
+            "LittleCMS interpolates the curves",
+        ),
+        Photo(
+            "oriented-profiled.jpg",
+            profiled_jpeg.getvalue(),
+            ORIENTED[6](srgb_encoded(stored_jpeg / 255)),
+            1,
+            "LittleCMS interpolates the curves",
+        ),
+        Photo(
+            "profiled-alpha.png",
+            png(np.dstack([rgb, alpha]), 6, chunks=linear_rgb),
+            over(srgb_encoded(rgb / 255), alpha),
+            1,
+            "LittleCMS interpolates the curves",
+        ),
+        Photo(
+            "profiled-gray-alpha.png",
+            png(np.dstack([gray, alpha]), 4, chunks=linear_gray),
+            over(gray3(srgb_encoded(gray / 255)), alpha),
+            1,
+            "LittleCMS interpolates the curve",
+        ),
+        Photo(
+            "rgba16.png",
+            png(np.dstack([rgb16, alpha16]), 6, 16),
+            over(to8(rgb16), to8(alpha16)),
+            2,
+            "Pillow keeps the high bytes of colour and alpha",
+        ),
+        Photo(
+            "oriented-gray16.png",
+            png(gray16, 0, 16, chunks=[(b"eXIf", exif_orientation(3))]),
+            ORIENTED[3](gray3(to8(gray16).astype(np.uint8))),
+        ),
+        Photo(
+            "profiled-gray16.png",  # 16-bit samples of the 8-bit levels of `gray` (v * 257), in linear light
+            png(gray.astype(np.uint16) * 257, 0, 16, chunks=linear_gray),
+            gray3(srgb_encoded(gray / 255)),
+            1,
+            "LittleCMS interpolates the curve",
+        ),
+        Photo(
+            "oriented-palette.png",
+            png(indices, 3, chunks=[(b"eXIf", exif_orientation(5)), *plte]),
+            ORIENTED[5](over(palette[indices], palette_alpha)),
+        ),
+        Photo("animated-alpha.png", apng.getvalue(), over(first[..., :3], first[..., 3])),
+    ]
+
+
 def default_cases():
     """Every kind of file, for the default fitting (squash, white)."""
     return (
-        orientation_cases() + bit_depth_cases() + transparency_cases() + colour_cases() + frame_cases() + heic_cases()
+        orientation_cases()
+        + bit_depth_cases()
+        + transparency_cases()
+        + colour_cases()
+        + frame_cases()
+        + heic_cases()
+        + combination_cases()
     )
 
 
