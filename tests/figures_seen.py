@@ -10,15 +10,20 @@ from pathlib import Path
 import matplotlib.figure
 import numpy as np
 
-# cifar.core.atomic saves to ".<name>.<random>.tmp<suffix>" beside the target, then renames it
+# cifar.core.atomic saves to ".<name>.<random>.tmp<suffix>" beside the target, then renames it; a folder
+# written whole is filled as ".<name>.tmp-<random>" beside it, then renamed
 _ATOMIC_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp(\.[^.]*)?$")
+_ATOMIC_FOLDER = re.compile(r"^\.(?P<name>.+)\.tmp-[^/]+$")
 
 
 def target_of(path):
-    """The path a figure saved to `path` ends up under: the target of an atomic write's temporary file."""
+    """The path a figure saved to `path` ends up under: the target of an atomic write's temporary file, in
+    the target of an atomic folder's temporary one."""
     path = Path(path)
     match = _ATOMIC_TEMPORARY.match(path.name)
-    return path.with_name(match["name"]) if match else path
+    name = match["name"] if match else path.name
+    folders = [(m["name"] if (m := _ATOMIC_FOLDER.match(part)) else part) for part in path.parent.parts]
+    return Path(*folders, name) if folders else Path(name)
 
 
 def capture_figures(monkeypatch):

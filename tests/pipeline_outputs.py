@@ -8,6 +8,7 @@ bounded against its float32 copy (tests/bfloat16_bounds.py)."""
 
 import csv
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -15,7 +16,7 @@ import yaml
 from PIL import Image
 
 from benchmarks.recipes import TINY as RECIPES
-from benchmarks.workspace import PROJECT, scratch_repository
+from benchmarks.workspace import PROJECT, Repo, scratch_repository
 from cifar.core.artifacts import OUTS, Artifacts
 from cifar.core.tensorflow_log import without_log_lines
 from cifar.data.prepare import normalized_stats
@@ -55,6 +56,23 @@ def precision_for(cpuinfo):
             flags = set(value.split())
             break
     return "mixed_bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
+def committed_baseline(root):
+    """A repo in `root`/repo whose pipeline ran once (TINY_PIPELINE) on a generated archive, the results
+    committed on main: (its Repo, the archive). The DVC tests' shared starting point."""
+    archive = root / "tiny-cifar.tar.gz"
+    write_cifar_archive(archive)
+    repo = scratch_repository(root / "repo", archive, **TINY_PIPELINE)
+    repo.dvc("repro")
+    repo.commit("baseline run")
+    return repo, archive
+
+
+def private_copy(repo, root):
+    """A copy of `repo` (its DVC cache included) in `root`/repo."""
+    shutil.copytree(repo.path, root / "repo", symlinks=True)
+    return Repo(root / "repo")
 
 
 def repro_every_stage(tmp_path, precision, expected_precision, env=None):

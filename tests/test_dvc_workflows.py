@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmarks.workspace import Repo, command_env, scratch_repository
+from benchmarks.workspace import Repo, command_env
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import CPUINFO_ENV
 from cifar.network.trained import load_trained_model
 from tests.datagen import cifar_c_arrays, write_cifar_archive, write_cifar_c
 from tests.helpers import assert_same_weights, serving, serving_folder, wait_for, weights_of
-from tests.pipeline_outputs import STAGES, TINY_PIPELINE, ran_stages
+from tests.pipeline_outputs import STAGES, committed_baseline, private_copy, ran_stages
 
 pytestmark = pytest.mark.slow
 
@@ -33,20 +33,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
     """A repo whose pipeline ran once on tiny data, with the results committed on main."""
-    root = tmp_path_factory.mktemp("dvc_baseline")
-    archive = root / "tiny-cifar.tar.gz"
-    write_cifar_archive(archive)
-    repo = scratch_repository(root / "repo", archive, **TINY_PIPELINE)
-    repo.dvc("repro")
-    repo.commit("baseline run")
-    return repo
+    return committed_baseline(tmp_path_factory.mktemp("dvc_baseline"))[0]
 
 
 @pytest.fixture
 def repo(baseline, tmp_path):
     """A private copy of the baseline repo (its DVC cache included)."""
-    shutil.copytree(baseline.path, tmp_path / "repo", symlinks=True)
-    return Repo(tmp_path / "repo")
+    return private_copy(baseline, tmp_path)
 
 
 def read_json(path):

@@ -9,18 +9,16 @@ dvc.lock records); to another good value, that stage reruns and no other.
 """
 
 import hashlib
-import shutil
 import socket
 
 import numpy as np
 import pytest
 import yaml
 
-from benchmarks.workspace import Repo, scratch_repository
 from cifar.core.artifacts import OUTS, Artifacts
-from tests.datagen import cifar_c_arrays, write_cifar_archive, write_cifar_c
+from tests.datagen import cifar_c_arrays, write_cifar_c
 from tests.helpers import serving
-from tests.pipeline_outputs import TINY_PIPELINE, ran_stages
+from tests.pipeline_outputs import committed_baseline, private_copy, ran_stages
 
 pytestmark = pytest.mark.slow
 
@@ -28,20 +26,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
     """A repo whose pipeline ran once on tiny data, committed; and the archive it fetched."""
-    root = tmp_path_factory.mktemp("failed_stages")
-    archive = root / "tiny-cifar.tar.gz"
-    write_cifar_archive(archive)
-    repo = scratch_repository(root / "repo", archive, **TINY_PIPELINE)
-    repo.dvc("repro")
-    repo.commit("baseline run")
-    return repo, archive
+    return committed_baseline(tmp_path_factory.mktemp("failed_stages"))
 
 
 @pytest.fixture
 def repo(baseline, tmp_path):
     """A private copy of the baseline repo (its DVC cache included)."""
-    shutil.copytree(baseline[0].path, tmp_path / "repo", symlinks=True)
-    return Repo(tmp_path / "repo")
+    return private_copy(baseline[0], tmp_path)
 
 
 def outputs(repo):
@@ -87,24 +78,28 @@ def closed_port():
         return s.getsockname()[1]
 
 
-def test_fetch_with_a_wrong_checksum_keeps_every_output_then_reruns_alone(repo, baseline, tmp_path):
-    """A typo in the checksum: one download (a complete file is not fetched again), one line naming both
-    digests; the checksum corrected, fetch reruns, gets the same dataset, and nothing after it reruns."""
-    archive = baseline[1]
-    env = {"KERAS_HOME": str(tmp_path / "keras_home")}
-    digest = hashlib.md5(archive.read_bytes()).hexdigest()
+def assert_a_checksum_typo_is_refused_then_fixed(repo, served, section, keras_home):
+    """`section`.source aimed at a descriptor of `served` (on loopback) whose md5 has a typo: one download (a
+    complete file is not fetched again), one line naming both digests, every output kept, no copy cached;
+    the checksum corrected, that stage alone reruns."""
+    digest = hashlib.md5(served.read_bytes()).hexdigest()
     typo = digest[:-1] + ("0" if digest[-1] != "0" else "1")
-    with serving(archive) as (handler, url):
-        repo.set_params(fetch={"source": descriptor(repo, url, f"md5:{typo}")})
+    with serving(served) as (handler, url):
+        repo.set_params(**{section: {"source": descriptor(repo, url, f"md5:{typo}")}})
         line = (
             f"error: {url}: downloaded whole, but its md5 is {digest}, not the expected {typo}; not retried, as "
             "the server would send the same bytes (check the checksum in its descriptor)"
         )
-        assert_refused(repo, line, env=env)
+        assert_refused(repo, line, env={"KERAS_HOME": str(keras_home)})
         assert handler.requests == 1
-        assert not any((tmp_path / "keras_home" / "datasets").iterdir()), "the bad copy was kept"
+        assert not any((keras_home / "datasets").iterdir()), "the bad copy was kept"
         descriptor(repo, url, f"md5:{digest}")
-        assert_reruns(repo, ["fetch"], "repro")
+        assert_reruns(repo, [section], "repro")
+
+
+def test_fetch_with_a_wrong_checksum_keeps_every_output_then_reruns_alone(repo, baseline, tmp_path):
+    """The same dataset once the checksum is right: nothing after fetch reruns."""
+    assert_a_checksum_typo_is_refused_then_fixed(repo, baseline[1], "fetch", tmp_path / "keras_home")
 
 
 @pytest.mark.parametrize("source", ["unreachable", "unreadable"])
@@ -153,19 +148,7 @@ def test_robustness_with_a_wrong_checksum_keeps_every_output_then_reruns_alone(r
     tar = write_cifar_c(
         tmp_path / "CIFAR-10-C.tar", cifar_c_arrays(np.load(artifacts.x_test), np.load(artifacts.y_test))
     )
-    digest = hashlib.md5(tar.read_bytes()).hexdigest()
-    typo = "0" * 32
-    env = {"KERAS_HOME": str(tmp_path / "keras_home")}
-    with serving(tar) as (handler, url):
-        repo.set_params(robustness={"source": descriptor(repo, url, f"md5:{typo}")})
-        line = (
-            f"error: {url}: downloaded whole, but its md5 is {digest}, not the expected {typo}; not retried, as "
-            "the server would send the same bytes (check the checksum in its descriptor)"
-        )
-        assert_refused(repo, line, env=env)
-        assert handler.requests == 1
-        descriptor(repo, url, f"md5:{digest}")
-        assert_reruns(repo, ["robustness"], "repro")
+    assert_a_checksum_typo_is_refused_then_fixed(repo, tar, "robustness", tmp_path / "keras_home")
 
 
 def test_a_failed_exp_run_keeps_every_output(repo):
