@@ -8,6 +8,8 @@ right figure under another name, fails.
 import json
 import re
 
+import numpy as np
+
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 
 
@@ -26,8 +28,6 @@ def one_line(lines, pattern):
 
 def check_preprocess(lines, artifacts):
     m = one_line(lines, r"prepared (\d+) train and (\d+) test images of (\d+) classes in (.+)")
-    import numpy as np
-
     assert int(m[1]) == len(np.load(artifacts.y_train)) and int(m[2]) == len(np.load(artifacts.y_test))
     assert int(m[3]) == len(artifacts.load_classes()) and m[4] == str(artifacts.prepared_dir)
 

@@ -203,8 +203,13 @@ def assert_bfloat16_matches(path, one_device_weights, unit, all_reduce_log):
     difference = rms(float_weights(path), one_device_weights)
     print(f"rms from one device: {difference / unit:.3f} of bfloat16's own error ({unit:.3g})")
     assert difference <= BF16_TOLERANCE * unit, f"rms {difference:.3g} from one device; bfloat16's own error {unit:.3g}"
+    assert_all_reduced_in_float32(all_reduce_log)
+
+
+def assert_all_reduced_in_float32(all_reduce_log):
+    """Every floating-point value tests/instrumented.py saw all-reduced (gradients, BatchNorm sums) was float32."""
     floats = [dtype for dtype in json.loads(all_reduce_log.read_text()) if dtype.startswith(("float", "bfloat"))]
-    assert floats and set(floats) == {"float32"}, f"all-reduced in {sorted(set(floats))}"
+    assert floats and set(floats) == {"float32"}, f"{all_reduce_log}: all-reduced in {sorted(set(floats))}"
 
 
 def test_bfloat16_mirrored_over_two_cpus_matches_one_device(bfloat16_one_device):
@@ -330,9 +335,7 @@ def test_muon_replicas_hold_the_same_state_after_every_step(muon_runs):
     for key in second:
         np.testing.assert_array_equal(mirrored[key], mirrored[key[:-1] + "0"], err_msg=f"replicas differ in {key}")
     for name in ("mirrored", "worker0"):
-        floats = [dtype for dtype in json.loads((muon_runs["paths"][name] / "all_reduce.json").read_text())]
-        floats = [dtype for dtype in floats if dtype.startswith(("float", "bfloat"))]
-        assert floats and set(floats) == {"float32"}, f"{name} all-reduced in {sorted(set(floats))}"
+        assert_all_reduced_in_float32(muon_runs["paths"][name] / "all_reduce.json")
 
 
 @pytest.mark.parametrize("kind", sorted(REPLICAS))

@@ -118,27 +118,27 @@ def test_fetch_from_a_source_it_cannot_read_keeps_every_output(repo, tmp_path, s
     assert_reruns(repo, [])
 
 
-# (stage, a bad value of one of its keys, its error line, another good value: None = back to the baseline's)
+# (section, its key, a bad value, another good value: None = back to the baseline's)
 MISTYPED = [
-    ("preprocess", {"max_train_images": -1}, "preprocess.max_train_images", None),
-    ("seed_cnn", {"epochs": 0}, "seed_cnn.epochs", None),
-    ("evaluate", {"mistakes": 100}, "evaluate.mistakes", {"mistakes": 8}),
-    ("robustness", {"max_images": 0}, "robustness.max_images", {"max_images": 20}),
-    ("export", {"latency_runs": 0}, "export.latency_runs", {"latency_runs": 3}),
-    ("visualize", {"iterations": 0}, "visualize.iterations", {"iterations": 2}),
+    ("preprocess", "max_train_images", -1, None),
+    ("seed_cnn", "epochs", 0, None),
+    ("evaluate", "mistakes", 100, 8),
+    ("robustness", "max_images", 0, 20),
+    ("export", "latency_runs", 0, 3),
+    ("visualize", "iterations", 0, 2),
 ]
 RERUNS = {"seed_cnn": "train"}  # the stage that reads a section, where it is not named alike
 
 
-@pytest.mark.parametrize("section, bad, key, good", MISTYPED, ids=[case[0] for case in MISTYPED])
-def test_a_mistyped_param_keeps_every_output(repo, section, bad, key, good):
-    repo.set_params(**{section: bad})
-    assert_refused(repo, f"error: params.yaml: {key} is {next(iter(bad.values()))}; allowed: ")
+@pytest.mark.parametrize("section, key, bad, good", MISTYPED, ids=[case[0] for case in MISTYPED])
+def test_a_mistyped_param_keeps_every_output(repo, section, key, bad, good):
+    repo.set_params(**{section: {key: bad}})
+    assert_refused(repo, f"error: params.yaml: {section}.{key} is {bad}; allowed: ")
     repo.git("checkout", "params.yaml")
     if good is None:
         assert_reruns(repo, [])
     else:
-        repo.set_params(**{section: good})
+        repo.set_params(**{section: {key: good}})
         assert_reruns(repo, [RERUNS.get(section, section)])
 
 
