@@ -307,3 +307,57 @@ def test_predict_folder_benchmark_smoke(tmp_path):
         assert row["speed_ratio"] == round(row["seconds"]["baseline"]["median"] / row["seconds"]["ours"]["median"], 2)
     growth = result["rss_growth"]["ours"]
     assert growth == round(result["rows"][1]["peak_rss_mb"]["ours"] / result["rows"][0]["peak_rss_mb"]["ours"], 2)
+
+
+def test_the_step_profile_sorts_real_op_names_into_their_kinds():
+    from benchmarks.profile_step import kind_of
+
+    scope = "StatefulPartitionedCall/gradient_tape/airbench94_muon_1"
+    cases = {
+        (f"{scope}/block2b_conv_1/convolution/Conv2DBackpropFilter", "_MklNativeConv2DBackpropFilter"): "conv backward (filters)",
+        (f"{scope}/block2b_conv_1/convolution/Conv2DBackpropInput", "_MklNativeConv2DBackpropInput"): "conv backward (inputs)",
+        ("StatefulPartitionedCall/airbench94_muon_1/block1a_conv_1/convolution", "_MklNativeConv2D"): "conv forward",
+        ("StatefulPartitionedCall/airbench94_muon_1/block1a_gelu_1/Gelu/Erfc", "Erfc"): "activations",
+        ("StatefulPartitionedCall/gradient_tape/Sigmoid", "Sigmoid"): "activations",  # SiLU's gradient, no layer
+        (f"{scope}/block1a_bn_1/moments/mean", "Mean"): "BatchNorm",
+        ("StatefulPartitionedCall/airbench94_muon_1/block1a_bn_1/Cast", "Cast"): "casts float32/bfloat16",
+        ("StatefulPartitionedCall/airbench_muon/newton_schulz_3/MatMul", "_MklMatMul"): "Newton-Schulz",
+        ("StatefulPartitionedCall/airbench_muon/newton_schulz_3/Cast", "Cast"): "Newton-Schulz",
+        ("StatefulPartitionedCall/airbench_muon/add_31", "AddV2"): "optimizer (rest)",
+        ("StatefulPartitionedCall/airbench94_muon_1/block2a_pool_1/MaxPool", "_MklNativeMaxPool"): "pooling",
+        ("IteratorGetNext", "IteratorGetNext"): "input pipeline",
+        ("AddN_14", "AddN"): "other",
+    }
+    assert {key: kind_of(*key, "airbench_muon") for key in cases} == cases
+
+
+def test_the_step_profile_counts_the_step_s_arithmetic_and_shares_its_time(tmp_path):
+    """At widths 8/16/16: every kind's share of the trace, summing to 1, and the step's arithmetic against a
+    count by hand of airbench's net (the frozen whitening conv forward only, the rest forward and both
+    backward passes)."""
+    a, b, c, batch = 8, 16, 16, 32
+    run_benchmark(
+        "profile_step", "--precision", "float32", "--set", f"airbench94_muon.widths=[{a},{b},{c}]",
+        "--set", f"airbench94_muon.batch_size={batch}", "--json", tmp_path / "p.json", "--text", tmp_path / "p.txt",
+    )  # fmt: skip
+    result = json.loads((tmp_path / "p.json").read_text())
+    layers = [  # (output values per image, multiply-adds per output value, passes)
+        (31 * 31 * 24, 2 * 2 * 3, 1),  # the whitening conv: frozen, on the input
+        (31 * 31 * a, 9 * 24, 3),
+        (15 * 15 * a, 9 * a, 3),
+        (15 * 15 * b, 9 * a, 3),
+        (7 * 7 * b, 9 * b, 3),
+        (7 * 7 * c, 9 * b, 3),
+        (3 * 3 * c, 9 * c, 3),
+        (10, c, 3),  # the head
+    ]
+    by_hand = sum(2 * batch * outputs * fan_in * passes for outputs, fan_in, passes in layers)
+    assert result["tflop_per_step"] * 1e12 == pytest.approx(by_hand, rel=1e-9)
+    assert result["achieved_tflops"] == pytest.approx(result["tflop_per_step"] / result["step_s"], rel=1e-9)
+    assert sum(result["share"].values()) == pytest.approx(1, abs=1e-9)
+    for kind in ("conv forward", "conv backward (inputs)", "conv backward (filters)", "BatchNorm", "activations"):
+        assert result["share"][kind] > 0, kind
+    assert result["policy"] == "float32" and result["peak_tflops"]["bfloat16"] > 0
+    table = (tmp_path / "p.txt").read_text()
+    for kind, share in result["share"].items():  # the committed text says what the JSON holds
+        assert re.search(rf"^\| {re.escape(kind)} \| {share:.1%} \|", table, re.M), kind

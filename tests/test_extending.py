@@ -112,6 +112,7 @@ def test_a_model_a_param_and_a_stage_each_touch_the_files_layout_md_says(tmp_pat
     params["train"]["model"] = "toy"
     params["toy"] = {"epochs": 1, "batch_size": 16, "learning_rate": 0.05, "pooling": "max"}
     params["toy"]["calibration_images"] = 0
+    params["toy"]["test_every_epoch"] = True
     params["tta"]["toy"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repo.run(sys.executable, "-m", "cifar.core.codegraph", "--update", "dvc.yaml")

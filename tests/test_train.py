@@ -15,7 +15,14 @@ from cifar.training.loop import run_key, train
 from cifar.training.recipe import TrainingRecipe
 from cifar.training.schedules import warmup_cosine
 from tests import summaries
-from tests.helpers import assert_same_weights, prepare_workspace, train_in_workspace, training_params, weights_of
+from tests.helpers import (
+    assert_same_weights,
+    keras_probabilities,
+    prepare_workspace,
+    train_in_workspace,
+    training_params,
+    weights_of,
+)
 
 
 def test_seed_cnn_is_the_tutorials_network():
@@ -152,7 +159,7 @@ def test_the_loop_asks_the_model_and_reads_of_the_recipe_only_what_every_recipe_
     loop read would be an AttributeError. Each part of the model is asked for, with the recipe itself."""
     prepare_workspace(tmp_path, precision="float32")
     _, settings, _ = training_params(tmp_path)
-    recipe = TrainingRecipe(epochs=1, batch_size=16, calibration_images=5)
+    recipe = TrainingRecipe(epochs=1, batch_size=16, calibration_images=5, test_every_epoch=True)
     asked = []
 
     def part(name, value):
@@ -176,3 +183,31 @@ def test_the_loop_asks_the_model_and_reads_of_the_recipe_only_what_every_recipe_
     assert len(history["loss"]) == 1 and network.name == "seed_cnn"
     # the model's batching: 95 training images left after 5 held out, batch 16, the last partial batch dropped
     assert network.optimizer.iterations.numpy() == 95 // 16
+
+
+@pytest.mark.parametrize("every_epoch", [True, False])
+def test_the_test_set_is_classified_after_every_epoch_or_the_last_only(tmp_path, every_epoch):
+    """test_every_epoch false: the history has the last epoch's test figures alone, None before it in the
+    checkpoints' history and no row in DVCLive's; a run killed after epoch 1 resumes to the same history."""
+    prepare_workspace(tmp_path, precision="float32", epochs=3, test_every_epoch=every_epoch)
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_in_workspace(tmp_path, callbacks=[CrashAfterFirstEpoch()])
+    _, history = train_in_workspace(tmp_path)
+    artifacts = Artifacts(tmp_path)
+    x_test, y_test = np.load(artifacts.prepared_dir / "x_test.npy"), np.load(artifacts.prepared_dir / "y_test.npy")
+    last = float(np.mean(keras_probabilities(artifacts, x_test).argmax(axis=1) == y_test))
+    assert history["val_accuracy"][-1] == pytest.approx(last, abs=1e-6)
+    assert all(len(values) == 3 for values in history.values())
+    tested = [epoch for epoch, value in enumerate(history["val_accuracy"]) if value is not None]
+    assert tested == ([0, 1, 2] if every_epoch else [2])
+    rows = (artifacts.history_dir / "eval/accuracy.tsv").read_text().splitlines()[1:]
+    assert [int(row.split("\t")[0]) for row in rows] == tested
+    assert float(rows[-1].split("\t")[1]) == pytest.approx(last, abs=1e-6)

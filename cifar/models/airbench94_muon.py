@@ -101,6 +101,11 @@ def newton_schulz(matrix, steps, eps=1e-7):
     roughly in 0.5-1.5, for USV^T its SVD), in bfloat16 as there: every op's result rounded to bfloat16,
     each matmul summed in float32 as PyTorch's bfloat16 matmul does. Computed in float32 with that
     rounding, so every CPU gets the same numbers, fast, with or without bfloat16 units. Returns float32."""
+    with tf.name_scope("newton_schulz"):  # named for the step's profile (benchmarks/profile_step.py)
+        return _newton_schulz(matrix, steps, eps)
+
+
+def _newton_schulz(matrix, steps, eps):
     a, b, c = NEWTON_SCHULZ
     x = bfloat16(matrix)
     x = bfloat16(x / bfloat16(bfloat16(tf.norm(x)) + eps))  # top singular value <= 1

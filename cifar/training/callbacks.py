@@ -19,8 +19,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.history = {k: list(v) for k, v in (history or {}).items()}
 
     def on_epoch_end(self, epoch, logs=None):
-        for name, value in (logs or {}).items():
-            self.history.setdefault(name, []).append(float(value))
+        # one entry per epoch under every name; None where an epoch has no value (the test-set figures
+        # of an epoch without a test pass: train.test_every_epoch false)
+        done = len(next(iter(self.history.values()), []))
+        for name in {**self.history, **(logs or {})}:
+            value = (logs or {}).get(name)
+            self.history.setdefault(name, [None] * done).append(None if value is None else float(value))
         path = resume.checkpoint_path(self.directory, epoch + 1)
         # History first: a checkpoint only counts once its history exists beside it.
         write_json(resume.history_path(path), self.history)
@@ -91,7 +95,8 @@ def dvclive_logger(history, directory, params):
     live = Live(dir=str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
     for epoch in range(len(next(iter(history.values()), []))):
         for name, values in history.items():
-            live.log_metric(standardize_metric_name(name, "dvclive.keras"), values[epoch])
+            if values[epoch] is not None:  # an epoch without a test pass
+                live.log_metric(standardize_metric_name(name, "dvclive.keras"), values[epoch])
         live.next_step()
     live.log_params(params)
     return DVCLiveCallback(live=live)

@@ -92,7 +92,16 @@ def agree_on_epoch(strategy, done):
 
 
 def fit_multi_worker(
-    model, strategy, dataset, steps_per_epoch, epochs, initial_epoch, validation_data, validation_batch_size, callbacks
+    model,
+    strategy,
+    dataset,
+    steps_per_epoch,
+    epochs,
+    initial_epoch,
+    validation_data,
+    validation_batch_size,
+    callbacks,
+    validation_freq=1,
 ):
     """model.fit for MultiWorkerMirroredStrategy, whose Keras 3 fit fails (keras-team/keras#20585).
 
@@ -129,10 +138,11 @@ def fit_multi_worker(
             logs = train_step(batches, tuple(getattr(layer, "frozen", False) for layer in model.layers))
             callback_list.on_train_batch_end(step)
         logs = {name: float(value) for name, value in logs.items()}
-        model.reset_metrics()
-        for batch in validation:
-            val_logs = test_step(batch)
-        logs.update({f"val_{name}": float(value) for name, value in val_logs.items()})
+        if (epoch + 1) % validation_freq == 0:  # as fit's validation_freq
+            model.reset_metrics()
+            for batch in validation:
+                val_logs = test_step(batch)
+            logs.update({f"val_{name}": float(value) for name, value in val_logs.items()})
         callback_list.on_epoch_end(epoch, logs)
         print(f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
     model.optimizer.finalize_variable_values(model.trainable_variables)  # as fit does: EMA weights, if any
