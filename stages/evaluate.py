@@ -26,6 +26,7 @@ EVALUATE = {
     "batch_size": positive_int(),
     "seed": non_negative_int(),
     "mistakes": positive_int("an integer from 1 to 64", maximum=64),
+    "tta_fraction": tta.TTA_FRACTION,
 }
 MODEL_NAME = Rule((str,), "a model's name, as train.model", pattern=r"[a-z][a-z0-9_]*")
 
@@ -39,7 +40,7 @@ def evaluate(settings, tta_level=0, artifacts=Artifacts()):
 
     model = load_trained_model(artifacts.model)
     arrays, classes = artifacts.load_prepared()
-    probabilities = tta.predict(model, arrays["x_test"], tta_level, settings["batch_size"])
+    probabilities = tta.predict(model, arrays["x_test"], tta_level, settings["batch_size"], settings["tta_fraction"])
     metrics = compute_metrics(arrays["y_test"], probabilities, classes)
     # Temperature scaling (the model holds its T; 1 = none): calibration with and without it
     temperature = temperature_of(model)
@@ -53,9 +54,14 @@ def evaluate(settings, tta_level=0, artifacts=Artifacts()):
     print(
         f"test accuracy: {metrics['accuracy']:.4f}  loss: {metrics['loss']:.4f}  ECE: {metrics['ece']:.4f}  "
         f"(temperature {temperature:.3f}; without it ECE {metrics['ece_without_temperature']:.4f})  "
-        f"(test-time augmentation: {tta_level})"
+        f"(test-time augmentation: {tta_level}{views_for(tta_level, settings['tta_fraction'])})"
     )
     return metrics
+
+
+def views_for(level, fraction):
+    """What the printed line adds to the TTA level: which images got its views, when not all."""
+    return f", on the {fraction:.0%} least confident images" if level and fraction < 1 else ""
 
 
 def write_tables_and_figures(model, arrays, classes, probabilities, metrics, settings, artifacts):

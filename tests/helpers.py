@@ -117,10 +117,12 @@ def views_by_hand(batch, level=2):
     return out
 
 
-def probabilities_by_hand(model_file, images, level, batch_size=256, float32=False):
+def probabilities_by_hand(model_file, images, level, batch_size=256, float32=False, fraction=1.0):
     """The model's class probabilities, in float64, at test-time augmentation `level` as airbench94
     computes it: the softmax of the logits averaged over the views of `views_by_hand`. The logits
     are the log-probabilities up to a per-image constant, which the softmax cancels.
+    `fraction` < 1: selective TTA, as hiverge/cifar10-speedrun's `tta`: those views for the int(n x fraction)
+    images whose plain top probability is lowest (ties: the first), the plain probabilities for the others.
 
     `float32`: computed by the model's float32 copy (the same weights), the reference that numbers a
     model trained in bfloat16 computes are bounded against (tests/bfloat16_bounds.py)."""
@@ -134,7 +136,14 @@ def probabilities_by_hand(model_file, images, level, batch_size=256, float32=Fal
         for weight, view in views_by_hand(images, level)
     ]
     average = sum(weight * values for weight, values in logits)
-    return np.exp(average) / np.exp(average).sum(axis=1, keepdims=True)
+    viewed = np.exp(average) / np.exp(average).sum(axis=1, keepdims=True)
+    if fraction >= 1:
+        return viewed
+    plain = model.predict(images, batch_size=batch_size, verbose=0).astype(float)
+    confidence = plain.max(axis=1)
+    chosen = sorted(range(len(images)), key=lambda i: (confidence[i], i))[: int(len(images) * fraction)]
+    plain[chosen] = viewed[chosen]
+    return plain
 
 
 def ece_by_definition(probabilities, labels, bins=15):

@@ -49,11 +49,11 @@ def check_train(lines, model_name, artifacts):
     shown(m[7], record["eval"]["loss"], 4)
 
 
-def check_evaluate(lines, metrics, tta_level):
+def check_evaluate(lines, metrics, tta_level, tta_fraction=1.0):
     m = one_line(
         lines,
         rf"test accuracy: {NUMBER}  loss: {NUMBER}  ECE: {NUMBER}  \(temperature {NUMBER}; without it ECE {NUMBER}\)"
-        rf"  \(test-time augmentation: (\d+)\)",
+        rf"  \(test-time augmentation: (\d+)(?:, on the (\d+)% least confident images)?\)",
     )
     for group, key, places in [
         (1, "accuracy", 4),
@@ -64,6 +64,8 @@ def check_evaluate(lines, metrics, tta_level):
     ]:
         shown(m[group], metrics[key], places)
     assert int(m[6]) == tta_level
+    # the share of images that got the views, said only when not every image did
+    assert (int(m[7]) if m[7] else 100) == (round(tta_fraction * 100) if tta_level else 100)
 
 
 def check_robustness(lines, record):

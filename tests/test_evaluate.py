@@ -61,7 +61,7 @@ def trained(trained_workspace):
 
 def test_evaluate_writes_metrics_and_figures(trained):
     path = trained["seed_cnn"]
-    metrics = evaluate({"batch_size": 256, "seed": 0, "mistakes": 16}, artifacts=Artifacts(path))
+    metrics = evaluate({"batch_size": 256, "seed": 0, "mistakes": 16, "tta_fraction": 1.0}, artifacts=Artifacts(path))
     on_disk = json.loads(Artifacts(path).metrics.read_text())
     assert on_disk == metrics
     # Every figure recomputed from the model's own predictions (no test-time augmentation here)
@@ -80,22 +80,30 @@ def test_evaluate_writes_metrics_and_figures(trained):
 
 
 @pytest.mark.parametrize(
-    "model, tta, expected_level",
+    "model, tta, expected_level, fraction",
     [
-        ("airbench94_muon", {"airbench94_muon": 0}, 0),
-        ("airbench94_muon", {"airbench94_muon": 1}, 1),
-        ("airbench94_muon", {"airbench94_muon": 2, "seed_cnn": 0}, 2),
-        ("seed_cnn", {"airbench94_muon": 2, "seed_cnn": 0}, 0),  # the level of the model in use, not another's
-        ("seed_cnn", {"airbench94_muon": 0, "seed_cnn": 1}, 1),
+        ("airbench94_muon", {"airbench94_muon": 0}, 0, 1.0),
+        ("airbench94_muon", {"airbench94_muon": 1}, 1, 1.0),
+        ("airbench94_muon", {"airbench94_muon": 2, "seed_cnn": 0}, 2, 1.0),
+        ("seed_cnn", {"airbench94_muon": 2, "seed_cnn": 0}, 0, 1.0),  # the level of the model in use, not another's
+        ("seed_cnn", {"airbench94_muon": 0, "seed_cnn": 1}, 1, 1.0),
+        ("airbench94_muon", {"airbench94_muon": 2}, 2, 0.25),  # the views for the least confident quarter
+        ("seed_cnn", {"seed_cnn": 1}, 1, 0.6),
+        ("airbench94_muon", {"airbench94_muon": 2}, 2, 0.0),  # none: the plain pass alone
     ],
 )
-def test_the_stage_entry_scores_the_views_its_params_select(trained, monkeypatch, capsys, model, tta, expected_level):
+def test_the_stage_entry_scores_the_views_its_params_select(
+    trained, monkeypatch, capsys, model, tta, expected_level, fraction
+):
     path = trained[model]
     monkeypatch.chdir(path)
-    set_params(path, tta=tta)
+    set_params(path, tta=tta, evaluate={"tta_fraction": fraction})
     assert cli.run(main, []) == 0
     x_test, y_test = np.load("data/prepared/x_test.npy"), np.load("data/prepared/y_test.npy")
-    probabilities = probabilities_by_hand("models/model.keras", x_test, expected_level)
+    probabilities = probabilities_by_hand("models/model.keras", x_test, expected_level, fraction=fraction)
+    if 0 < fraction < 1:  # some images got the views and some not: the selection changed predictions or scores
+        plain, every = (probabilities_by_hand("models/model.keras", x_test, level) for level in (0, expected_level))
+        assert not np.allclose(probabilities, plain, atol=1e-4) and not np.allclose(probabilities, every, atol=1e-4)
     predicted = probabilities.argmax(axis=1)
     metrics = json.loads(Path("reports/metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(np.mean(predicted == y_test), abs=1e-6)
@@ -111,7 +119,7 @@ def test_the_stage_entry_scores_the_views_its_params_select(trained, monkeypatch
         f1 = 2 * precision * recall[name] / (precision + recall[name]) if precision + recall[name] else 0.0
         expected = {"precision": precision, "recall": recall[name], "f1-score": f1}
         assert metrics["per_class"][name] == pytest.approx(expected, abs=1e-6), name
-    summaries.check_evaluate(capsys.readouterr().out.splitlines(), metrics, expected_level)
+    summaries.check_evaluate(capsys.readouterr().out.splitlines(), metrics, expected_level, fraction)
     # confusion.csv: one (actual, predicted) row per test image, in order; its counts are scikit-learn's matrix
     rows = list(csv.DictReader(io.StringIO(Path("reports/eval/confusion.csv").read_text())))
     assert [(row["actual"], row["predicted"]) for row in rows] == [
@@ -188,7 +196,7 @@ def test_evaluate_writes_calibration_failures_and_explains_the_predicted_class(t
 
     monkeypatch.setattr(cifar.evaluation.gradcam, "grad_cam", recording_grad_cam)
     artifacts = Artifacts(trained["seed_cnn"])
-    metrics = evaluate({"batch_size": 64, "seed": 0, "mistakes": 8}, 0, artifacts)
+    metrics = evaluate({"batch_size": 64, "seed": 0, "mistakes": 8, "tta_fraction": 1.0}, 0, artifacts)
 
     x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
     probabilities = keras_probabilities(artifacts, x_test)
