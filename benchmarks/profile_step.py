@@ -62,6 +62,7 @@ LAYER_KINDS = (
     ("_bias", "BatchNorm"),  # the BatchNorm's bias (ScaledBias), and the whitening bias
     ("whiten_bias", "BatchNorm"),
     ("gelu", "activations"),
+    ("silu", "activations"),
     ("relu", "activations"),
     ("activation", "activations"),
     ("pool", "pooling"),

@@ -170,7 +170,8 @@ def assert_time_to_accuracy_row_summarises_its_seeds(r):
 
 
 @pytest.mark.parametrize(
-    "study", ["bench_precision", "bench_fast_ablation", "bench_like_for_like", "bench_holdout_cost"]
+    "study",
+    ["bench_precision", "bench_fast_ablation", "bench_like_for_like", "bench_holdout_cost", "bench_conv_directions"],
 )
 def test_each_study_still_runs_as_a_command(study):
     """The one-off studies live apart (benchmarks/studies/) and still import and parse their arguments."""

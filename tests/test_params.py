@@ -291,6 +291,10 @@ EFFECTS = {
             "flip": {"batching.alternating_flip", "network.layers"},  # alternating: batches; random: a layer
             "translate": {"network.RandomShift.reach"},
             "drop_last_batch": {"batching.drop_last_batch"},
+            "activation": {"network.Activation.activation"},  # the conv groups' (the whitening's stays GELU)
+            # off -> on: a ColourJitter layer
+            "brightness": {"network.layers"},
+            "contrast": {"network.layers"},
         }
         for name in ("airbench94", "airbench94_muon")
     },
@@ -321,6 +325,9 @@ EFFECTS["airbench94_muon"].update(
     head_lr={"optimizer.head_lr"},
     weight_decay={"optimizer.weight_decay"},  # per image: x batch_size in the optimizer
     head_unit_std={"weights"},  # the last layer's initial weights
+    newton_schulz_coefficients={"optimizer.newton_schulz_coefficients"},
+    renormalise={"optimizer.renormalise_steps"},  # every_step: None; speedrun: the steps it rescales on
+    decay_filters={"optimizer.filter_decay"},  # weight_decay x batch_size, or 0
 )
 # The optimizer's setting of the same name holds the key's value (weight_decay: per image of the batch there)
 SCALED = {("airbench94_muon", "weight_decay"): lambda value, recipe: value * recipe.batch_size}

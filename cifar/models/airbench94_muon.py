@@ -23,13 +23,14 @@ Keras's own keras.optimizers.Muon differs (2-D variables only, so conv kernels w
 normalisation), hence this class. Which group a variable is in is read from its layer's name.
 """
 
+import math
 from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
 from keras import ops
 
-from cifar.core.params import Rule, boolean, param, positive_int, positive_number
+from cifar.core.params import ListRule, Rule, boolean, choice, param, positive_int, positive_number
 from cifar.models import airbench_net
 from cifar.models.airbench_net import MOMENTUM, AirbenchRecipe, batching, loss  # noqa: F401  the loop asks this module
 
@@ -39,6 +40,12 @@ class Recipe(AirbenchRecipe):
     filter_lr: float = param(positive_number())  # Muon's rate for the conv filters
     filter_momentum: float = param(MOMENTUM)  # Muon's Nesterov momentum
     newton_schulz_steps: int = param(positive_int("an integer from 1 to 10", maximum=10))
+    # the quintic's (a, b, c): airbench's (3.4445, -4.7750, 2.0315) or the speedrun's (3.4576, -4.7391, 2.0843)
+    newton_schulz_coefficients: list = param(ListRule(Rule((int, float), "a number"), 3, "a list of 3 numbers"))
+    # each filter tensor rescaled to norm sqrt(out-channels) before its update: every_step (airbench's) or
+    # speedrun (hiverge/cifar10-speedrun's: after at least 2 + floor(15 x progress) steps since the last)
+    renormalise: str = param(choice("every_step", "speedrun"))
+    decay_filters: bool = param(boolean())  # the speedrun's: the filters also shrink by rate x weight decay a step
     bias_lr: float = param(positive_number())  # the whitening and BatchNorm biases' rate
     head_lr: float = param(positive_number())  # the last layer's rate
     weight_decay: float = param(Rule((int, float), "a number >= 0", minimum=0))  # per image of the batch
@@ -73,13 +80,27 @@ def optimizer(recipe, steps_per_epoch):
         filter_lr=recipe.filter_lr,
         filter_momentum=recipe.filter_momentum,
         newton_schulz_steps=recipe.newton_schulz_steps,
+        newton_schulz_coefficients=recipe.newton_schulz_coefficients,
+        renormalise_steps=None if recipe.renormalise == "every_step" else speedrun_renormalise_steps(total),
+        filter_decay=recipe.weight_decay * recipe.batch_size if recipe.decay_filters else 0.0,
         bias_lr=recipe.bias_lr,
         head_lr=recipe.head_lr,
         momentum=recipe.momentum,
         weight_decay=recipe.weight_decay * recipe.batch_size,
         gradient_scale=recipe.batch_size,  # airbench sums the loss over the (global) batch
-        whiten_bias_steps=whiten_bias_epochs * steps_per_epoch,
+        whiten_bias_steps=math.ceil(whiten_bias_epochs * steps_per_epoch),  # the speedrun's ceil(0.19 x steps)
     )
+
+
+def speedrun_renormalise_steps(total_steps):
+    """The steps (0-based) before which the speedrun's `Muon.step` rescales the filters: its step_count is
+    1-based, and it rescales when step_count - last >= 2 + int(15 * step_count / total), last starting at 0."""
+    chosen, last = [], 0
+    for count in range(1, total_steps + 1):
+        if count - last >= 2 + int(15 * count / total_steps):
+            chosen.append(count - 1)
+            last = count
+    return chosen
 
 
 def callbacks(recipe, steps_per_epoch):
@@ -96,17 +117,17 @@ def bfloat16(x):
     return tf.cast(tf.cast(x, tf.bfloat16), tf.float32)
 
 
-def newton_schulz(matrix, steps, eps=1e-7):
+def newton_schulz(matrix, steps, eps=1e-7, coefficients=NEWTON_SCHULZ):
     """airbench's `zeropower_via_newtonschulz5`: the 2-D `matrix` nearly orthogonalised (US'V^T with S'
     roughly in 0.5-1.5, for USV^T its SVD), in bfloat16 as there: every op's result rounded to bfloat16,
     each matmul summed in float32 as PyTorch's bfloat16 matmul does. Computed in float32 with that
     rounding, so every CPU gets the same numbers, fast, with or without bfloat16 units. Returns float32."""
     with tf.name_scope("newton_schulz"):  # named for the step's profile (benchmarks/profile_step.py)
-        return _newton_schulz(matrix, steps, eps)
+        return _newton_schulz(matrix, steps, eps, coefficients)
 
 
-def _newton_schulz(matrix, steps, eps):
-    a, b, c = NEWTON_SCHULZ
+def _newton_schulz(matrix, steps, eps, coefficients):
+    a, b, c = coefficients
     x = bfloat16(matrix)
     x = bfloat16(x / bfloat16(bfloat16(tf.norm(x)) + eps))  # top singular value <= 1
     tall = matrix.shape[0] > matrix.shape[1]
@@ -120,12 +141,13 @@ def _newton_schulz(matrix, steps, eps):
     return tf.transpose(x) if tall else x
 
 
-def orthogonalised_update(gradient, steps):
+def orthogonalised_update(gradient, steps, coefficients=NEWTON_SCHULZ):
     """A Keras conv kernel's (kh, kw, in, out) update, orthogonalised as airbench's PyTorch (out, in, kh, kw)
     one: as an out-channels x (kh * kw * in) matrix (the order of the columns does not change the result)."""
     shape = gradient.shape
     rows = tf.transpose(tf.reshape(gradient, (-1, shape[-1])))
-    return tf.reshape(tf.transpose(tf.cast(newton_schulz(tf.cast(rows, tf.float32), steps), gradient.dtype)), shape)
+    orthogonal = newton_schulz(tf.cast(rows, tf.float32), steps, coefficients=coefficients)
+    return tf.reshape(tf.transpose(tf.cast(orthogonal, gradient.dtype)), shape)
 
 
 @keras.saving.register_keras_serializable(package="cifar")
@@ -145,6 +167,9 @@ class AirbenchMuon(keras.optimizers.Optimizer):
         weight_decay,
         gradient_scale,
         whiten_bias_steps,
+        newton_schulz_coefficients=NEWTON_SCHULZ,
+        renormalise_steps=None,
+        filter_decay=0.0,
         head_layer=airbench_net.HEAD,
         whiten_bias_layer=airbench_net.WHITEN_BIAS,
         name="airbench_muon",
@@ -157,6 +182,10 @@ class AirbenchMuon(keras.optimizers.Optimizer):
         self.decay = float(weight_decay)  # not Keras's `weight_decay`, which is decoupled
         self.gradient_scale, self.whiten_bias_steps = float(gradient_scale), int(whiten_bias_steps)
         self.head_layer, self.whiten_bias_layer = head_layer, whiten_bias_layer
+        self.newton_schulz_coefficients = tuple(float(c) for c in newton_schulz_coefficients)
+        # None: every step (airbench's); else the 0-based steps before which the filters are rescaled
+        self.renormalise_steps = None if renormalise_steps is None else [int(s) for s in renormalise_steps]
+        self.filter_decay = float(filter_decay)
 
     def build(self, variables):
         if self.built:
@@ -191,9 +220,17 @@ class AirbenchMuon(keras.optimizers.Optimizer):
             self.assign(buffer, self.filter_momentum * buffer + gradient)
             nesterov = gradient + self.filter_momentum * buffer
             out_channels = variable.shape[-1]
-            self.assign(variable, variable * (out_channels**0.5 / ops.sqrt(ops.sum(ops.square(variable)))))
-            update = orthogonalised_update(nesterov, self.newton_schulz_steps)
-            self.assign_sub(variable, self.filter_lr * fraction * update)
+            scale = out_channels**0.5 / ops.sqrt(ops.sum(ops.square(variable)))
+            if self.renormalise_steps is not None:  # the speedrun's: only on some steps
+                due = ops.any(ops.equal(ops.convert_to_tensor(self.renormalise_steps or [-1], "int64"),
+                                        ops.cast(self.iterations, "int64")))  # fmt: skip
+                scale = ops.where(due, scale, ops.ones_like(scale))
+            self.assign(variable, variable * scale)
+            update = orthogonalised_update(nesterov, self.newton_schulz_steps, self.newton_schulz_coefficients)
+            rate = self.filter_lr * fraction
+            self.assign_sub(variable, rate * update)
+            if self.filter_decay:  # the speedrun's decoupled decay, after the update
+                self.assign(variable, variable * (1 - rate * self.filter_decay))
             return
         rate, initial = self.group_rate(self.groups[index], fraction)
         # PyTorch's SGD: the decay (weight_decay / the group's initial rate) joins the gradient
@@ -213,6 +250,9 @@ class AirbenchMuon(keras.optimizers.Optimizer):
             weight_decay=self.decay,
             gradient_scale=self.gradient_scale,
             whiten_bias_steps=self.whiten_bias_steps,
+            newton_schulz_coefficients=list(self.newton_schulz_coefficients),
+            renormalise_steps=self.renormalise_steps,
+            filter_decay=self.filter_decay,
             head_layer=self.head_layer,
             whiten_bias_layer=self.whiten_bias_layer,
         )

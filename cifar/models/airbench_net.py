@@ -5,7 +5,8 @@ bias frozen after a few epochs. A port of Keller Jordan's airbench94 network (ci
 
 The network: the images standardised per channel (airbench's normalisation), a frozen 2x2
 patch-whitening convolution computed from the training images, then three conv groups (conv, max-pool,
-BatchNorm, GELU, conv, BatchNorm, GELU), global max-pooling and a scaled linear layer.
+BatchNorm, GELU, conv, BatchNorm, GELU; SiLU instead where `activation` says), global max-pooling and a
+scaled linear layer.
 Training-time augmentation (random horizontal flip, airbench's whole-pixel translation with reflected
 borders) is part of the network, so it runs inside the compiled training step and is identity at
 inference; airbench's alternating flip, which needs to know each image, is done by the training
@@ -19,7 +20,7 @@ import numpy as np
 from keras import layers
 
 from cifar.core.params import ListRule, Rule, boolean, choice, fraction, param, positive_int, positive_number
-from cifar.network.layers import RandomShift, ScaledBias, normalized_input
+from cifar.network.layers import ColourJitter, RandomShift, ScaledBias, normalized_input
 from cifar.training.batches import Batching
 from cifar.training.recipe import TrainingRecipe
 
@@ -36,11 +37,15 @@ class AirbenchRecipe(TrainingRecipe):
         ListRule(positive_int("an integer from 1 to 4096", maximum=4096), 3, "a list of 3 integers from 1 to 4096")
     )
     init: str = param(choice("airbench", "keras"))  # kernel_initializer, identity_start
+    activation: str = param(choice("gelu", "silu"))  # the conv groups' (the whitening layer's is always GELU)
     batchnorm_momentum: float = param(fraction("a number from 0 to 1 (the running statistics' weight on themselves)"))
-    whiten_bias_epochs: int = param(Rule((int,), "null (always trained) or an integer >= 0", nullable=True, minimum=0))
+    # fractions allowed: the bias is frozen from the first epoch that starts at or after it
+    whiten_bias_epochs: float = param(Rule((int, float), "null (always trained) or a number >= 0", nullable=True, minimum=0))
     output_scale: float = param(positive_number())  # multiplies the class scores
     flip: str = param(choice("alternating", "random", "none"))
     translate: int = param(Rule((int,), "an integer from 0 to 8 (pixels; 0 = off)", minimum=0, maximum=8))
+    brightness: float = param(fraction("a number from 0 to 1 (0 = off)"))  # the speedrun's jitter (ColourJitter)
+    contrast: float = param(fraction("a number from 0 to 1 (0 = off)"))
     drop_last_batch: bool = param(boolean())
 
 
@@ -132,8 +137,9 @@ def batchnorm(recipe, name, sync_batchnorm=False):
     )
 
 
-def conv_bn_gelu(x, filters, recipe, name, pool=False, sync_batchnorm=False, bias_scale=1.0):
-    """conv 3x3 (no bias), optional 2x2 max-pool, BatchNorm without scale, its bias (ScaledBias), GELU."""
+def conv_bn_act(x, filters, recipe, name, pool=False, sync_batchnorm=False, bias_scale=1.0):
+    """conv 3x3 (no bias), optional 2x2 max-pool, BatchNorm without scale, its bias (ScaledBias), and the
+    recipe's activation: airbench's GELU or the speedrun's SiLU (cheaper on a CPU: docs/speed.md)."""
     conv = layers.Conv2D(
         filters, 3, padding="same", use_bias=False, kernel_initializer=kernel_initializer(recipe), name=f"{name}_conv"
     )
@@ -144,7 +150,7 @@ def conv_bn_gelu(x, filters, recipe, name, pool=False, sync_batchnorm=False, bia
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     x = batchnorm(recipe, f"{name}_bn", sync_batchnorm)(x)
     x = ScaledBias(bias_scale, name=f"{name}_bias")(x)
-    return layers.Activation("gelu", name=f"{name}_gelu")(x)
+    return layers.Activation(recipe.activation, name=f"{name}_{recipe.activation}")(x)
 
 
 def network(
@@ -163,6 +169,8 @@ def network(
         x = layer(x)
     mean, std = channel_statistics(train_images)
     x = standardization(mean, std)(x)
+    if recipe.brightness or recipe.contrast:  # on the standardised images, as the speedrun's loader
+        x = ColourJitter(recipe.brightness, recipe.contrast, seed=seed + 2, name="random_colour_jitter")(x)
     whiten_filters = 2 * WHITEN_PATCH * WHITEN_PATCH * INPUT_CHANNELS
     # Frozen: its kernels are the data's whitening transform, not learned.
     whiten = layers.Conv2D(whiten_filters, WHITEN_PATCH, use_bias=False, trainable=False, name="whiten")
@@ -180,8 +188,8 @@ def network(
     x = layers.Activation("gelu", name="whiten_gelu")(x)
     for index, width in enumerate(recipe.widths, start=1):
         group = dict(sync_batchnorm=sync_batchnorm, bias_scale=bias_scale)
-        x = conv_bn_gelu(x, width, recipe, f"block{index}a", pool=True, **group)
-        x = conv_bn_gelu(x, width, recipe, f"block{index}b", **group)
+        x = conv_bn_act(x, width, recipe, f"block{index}a", pool=True, **group)
+        x = conv_bn_act(x, width, recipe, f"block{index}b", **group)
     # airbench's nn.MaxPool2d(3): the last map is 3x3 (the whitening conv, unpadded, leaves 31x31),
     # so its one window is the whole map
     x = layers.GlobalMaxPooling2D(name="pool")(x)

@@ -44,6 +44,34 @@ class ScaledBias(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cifar")
+class ColourJitter(layers.Layer):
+    """hiverge/cifar10-speedrun's `batch_color_jitter` (commit 5cd49b1): while training, each image gets a
+    brightness shift b drawn uniformly from -brightness..brightness and a contrast factor c from
+    1 - contrast..1 + contrast, the same for all its pixels and channels: (x + b) * c, on the standardised
+    image. At inference it is the identity. (Keras's RandomContrast scales around each image's mean.)"""
+
+    def __init__(self, brightness, contrast, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.brightness, self.contrast, self.seed = float(brightness), float(contrast), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        if not training:
+            return images
+        shape = (keras.ops.shape(images)[0], 1, 1, 1)
+        draws = keras.random.uniform((2, *shape), seed=self.seed_generator)  # float32 under any policy
+        shift = keras.ops.cast((draws[0] * 2 - 1) * self.brightness, images.dtype)
+        factor = keras.ops.cast((draws[1] * 2 - 1) * self.contrast + 1, images.dtype)
+        return (images + shift) * factor
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "brightness": self.brightness, "contrast": self.contrast, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cifar")
 class RandomShift(layers.Layer):
     """airbench94's translation (its `batch_crop`): while training, each image moves by a whole number of
     pixels, drawn uniformly from -reach..reach for each axis independently, its uncovered border filled
