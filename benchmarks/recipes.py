@@ -43,6 +43,14 @@ AIRBENCH94_MUON_ORIGINAL = {
     "output_scale": 0.00390625,  # `self.head(x) / x.size(-1)`, 256 inputs
     "head_unit_std": True,  # reset(): `w *= 1 / w.std()`
     "calibration_images": 0,  # it trains on every image
+    # where the defaults follow hiverge/cifar10-speedrun instead (SPEEDRUN below)
+    "activation": "gelu",  # ConvGroup's nn.GELU()
+    "batchnorm_momentum": 0.6,  # BatchNorm(num_features, momentum=0.6)
+    "newton_schulz_coefficients": [3.4445, -4.7750, 2.0315],  # a, b, c = (3.4445, -4.7750, 2.0315)
+    "renormalise": "every_step",  # p.data.mul_(len(p.data)**0.5 / p.data.norm()) at every step
+    "decay_filters": False,  # Muon(filter_params, ...) without weight decay
+    "brightness": 0.0,  # no colour jitter
+    "contrast": 0.0,
 }
 
 # hiverge/cifar10-speedrun's record (94.01% in 2.0-2.1 s on an A100), pinned: its file and main()'s values

@@ -4,9 +4,10 @@ Reads the prepared arrays, params.yaml's `train` section (model, precision, stra
 chosen model's recipe, the section named like it. With today's defaults:
 - `seed_cnn` (the default): the tutorial's CNN, 10 epochs of batch 32, Adamax at 0.005 decaying
   exponentially by 0.9 each epoch;
-- `airbench94_muon`: the fast recipe, 8 epochs of batch 2000 at widths 64/256/256: Muon for the conv
-  filters and Nesterov SGD for the biases and the head, every rate falling linearly to 0, label
-  smoothing 0.2, the whitening bias frozen after 3 epochs, 2000 images held out for the temperature;
+- `airbench94_muon`: the fast recipe, 8 epochs of batch 1536 at widths 64/256/256 (hiverge/cifar10-speedrun's
+  values): Muon for the conv filters and Nesterov SGD for the biases and the head, every rate falling
+  linearly to 0, SiLU, colour jitter, label smoothing 0.09, the whitening bias frozen after 0.19 epochs,
+  2000 images held out for the temperature;
 - `airbench94`: 10 epochs of batch 256 at widths 32/128/128: Nesterov SGD on airbench's triangular
   rate peaking at 0.375, label smoothing 0.2, the whitening bias frozen after 3 epochs, lookahead
   every 5 steps, 2000 images held out for the temperature.

@@ -243,7 +243,7 @@ def test_bfloat16_two_workers_match_one_device(bfloat16_one_device):
 # tests train on noise images (well-conditioned gradients) and bound the replicas' distance from one device by
 # what merely changing the thread count or bfloat16's rounding does to one device, measured in the same run.
 MUON = {"epochs": 2, "batch_size": 20, "widths": [8, 16, 16], "flip": "alternating", "translate": 0,
-        "whiten_bias_epochs": 1, "calibration_images": 0}  # fmt: skip
+        "brightness": 0, "contrast": 0, "whiten_bias_epochs": 1, "calibration_images": 0}  # fmt: skip
 MUON_STEPS = 10  # 100 images in batches of 20, two epochs; the whitening bias frozen from step 6 on
 MUON_COMPARED_STEPS = (1, MUON_STEPS)
 # The bound, in units of max(rms distance of one device on 1 thread instead of 2, of one device without

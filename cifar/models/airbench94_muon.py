@@ -2,6 +2,10 @@
 096d14d; params.yaml's `airbench94_muon` section), the fast default: the shared airbench network
 (cifar/models/airbench_net.py) trained by airbench94_muon's two optimizers as one Keras optimizer
 (`AirbenchMuon`), every rate falling linearly to 0, label smoothing, the whitening bias frozen.
+The section's defaults are hiverge/cifar10-speedrun's values (commit 5cd49b1), a newer record of the same
+recipe; what it changes in the optimizer is three keys, each airbench's by its other value:
+`newton_schulz_coefficients`, `renormalise` (the filters rescaled on some steps only) and `decay_filters`
+(their decoupled weight decay) (tests/test_speedrun_port.py).
 
 airbench94_muon trains with two PyTorch optimizers stepped together:
 - `Muon` for the conv filters (every trainable 4-D tensor): Nesterov momentum on the raw gradient
