@@ -109,7 +109,8 @@ def run(request, trained_workspace):
         cifar.reporting.report.build_report("", artifacts)
     arrays, classes = artifacts.load_prepared()
     assert classes == CLASSES  # the generated dataset's names, as its archive lists them
-    probabilities = probabilities_by_hand(artifacts.model, arrays["x_test"], params["tta"][model])
+    fraction = section("evaluate", EVALUATE)["tta_fraction"]  # the views for the least confident images only
+    probabilities = probabilities_by_hand(artifacts.model, arrays["x_test"], params["tta"][model], fraction=fraction)
     return Run(model, artifacts, params, figures, results, classes, arrays, probabilities)
 
 
