@@ -52,10 +52,12 @@ KINDS = (
     "input pipeline",
     "other",
 )
-ACTIVATION_TYPES = {
-    f"{name}{suffix}" for name in ("Sigmoid", "Tanh", "Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Gelu", "Erf", "Erfc")
-    for suffix in ("", "Grad")
-} | {"_MklSwish", "_MklLeakyRelu", "_MklLeakyReluGrad"}
+ACTIVATION_NAMES = ("Sigmoid", "Tanh", "Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Gelu", "Erf", "Erfc")
+ACTIVATION_TYPES = {f"{name}{suffix}" for name in ACTIVATION_NAMES for suffix in ("", "Grad")} | {
+    "_MklSwish",
+    "_MklLeakyRelu",
+    "_MklLeakyReluGrad",
+}
 # Keras layer names (as cifar/models name them) -> kind; the first part of the name that matches wins.
 LAYER_KINDS = (
     ("_bn", "BatchNorm"),
@@ -106,7 +108,7 @@ def kind_of(op_name, op_type, optimizer_name):
 
 def exclusive_times(line, names):
     """(event name, exclusive seconds) of one trace line: each event less the events nested inside it."""
-    events = sorted(((e.offset_ps, e.offset_ps + e.duration_ps, names[e.metadata_id]) for e in line.events))
+    events = sorted((e.offset_ps, e.offset_ps + e.duration_ps, names[e.metadata_id]) for e in line.events)
     found, stack = [], []  # stack: [end, name, exclusive ps]
     for start, end, name in events:
         while stack and stack[-1][0] <= start:
@@ -273,8 +275,9 @@ def profile(model_name, overrides=(), precision_setting="auto", steps=2, seed=0,
 
 def table(result):
     """The profile as the text benchmarks/results/ keeps."""
+    machine = result["settings"]
     lines = [
-        f"CPU: {result['settings']['cpu']} ({result['settings']['cpus']} cores), TensorFlow {result['settings']['tensorflow']}",
+        f"CPU: {machine['cpu']} ({machine['cpus']} cores), TensorFlow {machine['tensorflow']}",
         f"{result['model']} at batch {result['recipe']['batch_size']}, widths {result['recipe']['widths']}, "
         f"in {result['policy']}; {result['steps']} steps profiled, inter-op threads: "
         f"{result['settings']['inter_op_threads']}",
@@ -305,10 +308,20 @@ def main(argv=None):
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--precision", default="auto", help="auto, float32 or mixed_bfloat16 (train.precision's)")
     parser.add_argument("--steps", type=int, default=2, help="steps profiled (after two untraced ones)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], type=parse_override,
-                        help="section.key=value over params.yaml, e.g. airbench94_muon.batch_size=500")
-    parser.add_argument("--inter-op-threads", type=int, default=1,
-                        help="1 (default): ops one at a time, each op's time its own; 0: TensorFlow's default")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        type=parse_override,
+        help="section.key=value over params.yaml, e.g. airbench94_muon.batch_size=500",
+    )
+    parser.add_argument(
+        "--inter-op-threads",
+        type=int,
+        default=1,
+        help="1 (default): ops one at a time, each op's time its own; 0: TensorFlow's default",
+    )
     parser.add_argument("--json", help="also write the result here")
     parser.add_argument("--text", help="also write the printed table here (benchmarks/results/profile_step-*.txt)")
     args = parser.parse_args(argv)

@@ -164,11 +164,8 @@ def recomputed_test_probabilities(root, float32=False):
     artifacts = Artifacts(root)
     x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
     level = params["tta"][params["train"]["model"]]
-    evaluation = params["evaluate"]
-    return (
-        probabilities_by_hand(artifacts.model, x_test, level, evaluation["batch_size"], float32, evaluation["tta_fraction"]),
-        y_test,
-    )
+    batch_size, fraction = params["evaluate"]["batch_size"], params["evaluate"]["tta_fraction"]
+    return probabilities_by_hand(artifacts.model, x_test, level, batch_size, float32, fraction), y_test
 
 
 def assert_test_metrics_are_the_models(root, metrics):

@@ -314,9 +314,10 @@ def test_the_step_profile_sorts_real_op_names_into_their_kinds():
     from benchmarks.profile_step import kind_of
 
     scope = "StatefulPartitionedCall/gradient_tape/airbench94_muon_1"
+    conv = f"{scope}/block2b_conv_1/convolution"
     cases = {
-        (f"{scope}/block2b_conv_1/convolution/Conv2DBackpropFilter", "_MklNativeConv2DBackpropFilter"): "conv backward (filters)",
-        (f"{scope}/block2b_conv_1/convolution/Conv2DBackpropInput", "_MklNativeConv2DBackpropInput"): "conv backward (inputs)",
+        (f"{conv}/Conv2DBackpropFilter", "_MklNativeConv2DBackpropFilter"): "conv backward (filters)",
+        (f"{conv}/Conv2DBackpropInput", "_MklNativeConv2DBackpropInput"): "conv backward (inputs)",
         ("StatefulPartitionedCall/airbench94_muon_1/block1a_conv_1/convolution", "_MklNativeConv2D"): "conv forward",
         ("StatefulPartitionedCall/airbench94_muon_1/block1a_gelu_1/Gelu/Erfc", "Erfc"): "activations",
         ("StatefulPartitionedCall/gradient_tape/Sigmoid", "Sigmoid"): "activations",  # SiLU's gradient, no layer

@@ -16,7 +16,7 @@ from cifar.evaluation.tta import least_confident_indices
 from cifar.models.airbench94_muon import build, newton_schulz, optimizer, speedrun_renormalise_steps
 from cifar.network.layers import ColourJitter
 from tests.helpers import tiny_recipe
-from tests.test_airbench_muon import FILTER_BOUND, bf16, relative_distance, sgd_step, to_keras
+from tests.test_airbench_muon import bf16, relative_distance, sgd_step, to_keras
 
 SPEEDRUN_COEFFICIENTS = (3.4576, -4.7391, 2.0843)
 
@@ -49,9 +49,8 @@ def zeropower_via_newtonschulz5(gradients, current_step=1, total_steps=10, round
 
 def speedrun_renormalised(total_steps):
     """`Muon.step`'s norm_freq logic over a run: the 1-based step counts at which it rescales the filters."""
-    step_count, last_norm_step, found = 0, 0, []
-    for _ in range(total_steps):
-        step_count += 1
+    last_norm_step, found = 0, []
+    for step_count in range(1, total_steps + 1):  # self.step_count += 1 at each step's start
         progress = step_count / total_steps
         norm_freq = 2 + int(15 * progress)
         if step_count - last_norm_step >= norm_freq:
@@ -141,7 +140,8 @@ def test_a_muon_step_with_the_speedrun_s_settings_is_its_muon_step():
     muon, trained = ours(recipe)
     assert muon.renormalise_steps == [count - 1 for count in speedrun_renormalised(total)]
     assert [step for step in range(4) if step in muon.renormalise_steps] == [1]
-    exact = speedrun_filters(start, torch_layout, recipe.batch_size, total, rounding=lambda x: np.asarray(x, np.float32))
+    unrounded = lambda x: np.asarray(x, np.float32)  # noqa: E731
+    exact = speedrun_filters(start, torch_layout, recipe.batch_size, total, rounding=unrounded)
     rounded = speedrun_filters(start, torch_layout, recipe.batch_size, total)
     _, every_step = ours(dataclasses.replace(recipe, renormalise="every_step"))
     _, undecayed = ours(dataclasses.replace(recipe, decay_filters=False))
@@ -166,7 +166,8 @@ def test_the_sgd_groups_take_the_speedrun_s_rates_and_decay():
     g = np.random.default_rng(2).normal(scale=1e-3, size=p.shape).astype(np.float32)
     muon.apply_gradients([(tf.constant(g), head)])
     wd = SPEEDRUN["weight_decay"] * recipe.batch_size
-    expected, _ = sgd_step(p, recipe.batch_size * g, 0 * p, SPEEDRUN["head_lr"], wd / SPEEDRUN["head_lr"], momentum=0.825)
+    rate = SPEEDRUN["head_lr"]
+    expected, _ = sgd_step(p, recipe.batch_size * g, 0 * p, rate, wd / rate, momentum=SPEEDRUN["momentum"])
     np.testing.assert_allclose(head.numpy(), expected, atol=1e-5)
     # whiten_bias_train_steps = ceil(0.19 * len(train_loader))
     assert muon.whiten_bias_steps == 7

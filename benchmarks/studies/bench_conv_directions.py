@@ -28,6 +28,29 @@ def best_of(function, repeats=3):
     return best
 
 
+def directions():
+    """{direction: a compiled function of (input, filter, output gradient)}: TensorFlow's three conv ops."""
+    import tensorflow as tf
+
+    strides, padding = [1, 1, 1, 1], "SAME"
+
+    def backward_inputs(x, w, dy):
+        return tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=tf.shape(x), filter=w, out_backprop=dy, strides=strides, padding=padding
+        )
+
+    def backward_filters(x, w, dy):
+        return tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=tf.shape(w), out_backprop=dy, strides=strides, padding=padding
+        )
+
+    return {
+        "forward": tf.function(lambda x, w, dy: tf.nn.conv2d(x, w, 1, padding)),
+        "backward (inputs)": tf.function(backward_inputs),
+        "backward (filters)": tf.function(backward_filters),
+    }
+
+
 def measure(batch_size, progress=print):
     import tensorflow as tf
 
@@ -35,6 +58,7 @@ def measure(batch_size, progress=print):
     from cifar.core.runtime import configure_tensorflow
 
     configure_tensorflow()
+    compiled = directions()
     rows = []
     for side, cin, cout in SHAPES:
         flops = 2 * batch_size * side * side * cout * 9 * cin
@@ -42,22 +66,8 @@ def measure(batch_size, progress=print):
             x = tf.cast(tf.random.stateless_normal((batch_size, side, side, cin), seed=(0, 1)), dtype)
             w = tf.cast(tf.random.stateless_normal((3, 3, cin, cout), seed=(0, 2)) * 0.05, dtype)
             dy = tf.cast(tf.random.stateless_normal((batch_size, side, side, cout), seed=(0, 3)), dtype)
-            strides, padding = [1, 1, 1, 1], "SAME"
-            directions = {
-                "forward": tf.function(lambda: tf.nn.conv2d(x, w, 1, padding)),
-                "backward (inputs)": tf.function(
-                    lambda: tf.raw_ops.Conv2DBackpropInput(
-                        input_sizes=x.shape, filter=w, out_backprop=dy, strides=strides, padding=padding
-                    )
-                ),
-                "backward (filters)": tf.function(
-                    lambda: tf.raw_ops.Conv2DBackpropFilter(
-                        input=x, filter_sizes=w.shape, out_backprop=dy, strides=strides, padding=padding
-                    )
-                ),
-            }
-            for direction, function in directions.items():
-                seconds = best_of(function)
+            for direction, function in compiled.items():
+                seconds = best_of(lambda function=function, x=x, w=w, dy=dy: function(x, w, dy))
                 rows.append({"shape": f"{side}x{side} {cin}->{cout}", "dtype": dtype.name, "direction": direction,
                              "seconds": seconds, "tflops": flops / seconds / 1e12})  # fmt: skip
                 progress(f"{rows[-1]['shape']:>16} {dtype.name:>8} {direction:>18}: {seconds:.3f} s, "

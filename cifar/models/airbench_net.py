@@ -40,7 +40,9 @@ class AirbenchRecipe(TrainingRecipe):
     activation: str = param(choice("gelu", "silu"))  # the conv groups' (the whitening layer's is always GELU)
     batchnorm_momentum: float = param(fraction("a number from 0 to 1 (the running statistics' weight on themselves)"))
     # fractions allowed: the bias is frozen from the first epoch that starts at or after it
-    whiten_bias_epochs: float = param(Rule((int, float), "null (always trained) or a number >= 0", nullable=True, minimum=0))
+    whiten_bias_epochs: float = param(
+        Rule((int, float), "null (always trained) or a number >= 0", nullable=True, minimum=0)
+    )
     output_scale: float = param(positive_number())  # multiplies the class scores
     flip: str = param(choice("alternating", "random", "none"))
     translate: int = param(Rule((int,), "an integer from 0 to 8 (pixels; 0 = off)", minimum=0, maximum=8))
