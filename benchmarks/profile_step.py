@@ -150,41 +150,25 @@ def read_trace(logdir, optimizer_name):
     return seconds, steps
 
 
+CONV_KINDS = ("conv forward", "conv backward (filters)", "conv backward (inputs)")
+
+
 def training_flops(network, batch_size):
-    """Multiply-adds x 2 of one training step of `network` on `batch_size` images: every Conv2D and Dense
-    forward, and backward to its filters (when trainable) and to its inputs (when anything before it
-    trains), i.e. airbench's count for its nets. The other ops are comparatively free of arithmetic."""
-    import keras
-
-    total = 0
-    trains_before = False
-    for layer in network.layers:
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            trains_before = trains_before or bool(layer.trainable_weights)
-            continue
-        kernel = layer.kernel
-        fan_in = int(np.prod(kernel.shape[:-1]))
-        outputs = int(np.prod(layer.output.shape[1:]))
-        forward = 2 * batch_size * outputs * fan_in
-        total += forward
-        total += forward if layer.trainable_weights else 0  # to the filters
-        total += forward if trains_before else 0  # to the inputs
-        trains_before = trains_before or bool(layer.trainable_weights)
-    return total
-
-
-def conv_flops(network, batch_size):
-    """{conv kind: FLOPs per step} for the three conv kinds (as training_flops, the Conv2D layers only)."""
+    """{kind: FLOPs (multiply-adds x 2) of one training step of `network` on `batch_size` images}: every Conv2D
+    forward, backward to its filters (when trainable) and to its inputs (when anything before it trains),
+    by conv kind, and the same three for the Dense head together under "head, loss and metrics": airbench's
+    count for its nets. The other ops are comparatively free of arithmetic."""
     import keras
 
     flops = Counter()
     trains_before = False
     for layer in network.layers:
-        if isinstance(layer, keras.layers.Conv2D):
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
             forward = 2 * batch_size * int(np.prod(layer.output.shape[1:])) * int(np.prod(layer.kernel.shape[:-1]))
-            flops["conv forward"] += forward
-            flops["conv backward (filters)"] += forward if layer.trainable_weights else 0
-            flops["conv backward (inputs)"] += forward if trains_before else 0
+            kinds = CONV_KINDS if isinstance(layer, keras.layers.Conv2D) else ("head, loss and metrics",) * 3
+            flops[kinds[0]] += forward
+            flops[kinds[1]] += forward if layer.trainable_weights else 0
+            flops[kinds[2]] += forward if trains_before else 0
         trains_before = trains_before or bool(layer.trainable_weights)
     return flops
 
@@ -252,8 +236,8 @@ def profile(model_name, overrides=(), precision_setting="auto", steps=2, seed=0,
     peaks = {"bfloat16": matmul_peak(tf.bfloat16), "float32": matmul_peak(tf.float32)}
     busy = sum(seconds.values())
     step = float(np.median(step_s)) if step_s else None
-    flops = training_flops(network, recipe.batch_size)
-    per_conv = conv_flops(network, recipe.batch_size)
+    per_kind = training_flops(network, recipe.batch_size)
+    flops = sum(per_kind.values())
     return {
         "model": model_name,
         "recipe": {"batch_size": recipe.batch_size, "widths": list(getattr(recipe, "widths", []) or [])},
@@ -265,7 +249,9 @@ def profile(model_name, overrides=(), precision_setting="auto", steps=2, seed=0,
         "share": {kind: seconds[kind] / busy for kind in KINDS},
         "seconds_per_step": {kind: seconds[kind] / steps for kind in KINDS},
         "conv_tflops": {
-            kind: per_conv[kind] * steps / seconds[kind] / 1e12 for kind in per_conv if seconds[kind] and per_conv[kind]
+            kind: per_kind[kind] * steps / seconds[kind] / 1e12
+            for kind in per_kind
+            if kind in CONV_KINDS and seconds[kind] and per_kind[kind]
         },
         "tflop_per_step": flops / 1e12,
         "achieved_tflops": flops / step / 1e12 if step else None,
