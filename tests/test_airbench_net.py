@@ -12,7 +12,7 @@ from cifar import models
 from cifar.core.artifacts import Artifacts
 from cifar.core.errors import PipelineError
 from cifar.models.airbench_net import augmentation, whitening_kernel
-from cifar.network.layers import ScaledBias
+from cifar.network.layers import FusedBatchNormalization, ScaledBias, gelu, silu
 from cifar.network.trained import load_trained_model
 from tests.datagen import CLASSES
 from tests.helpers import assert_test_metrics_are_the_models, prepare_workspace, tiny_recipe, train_in_workspace
@@ -97,6 +97,87 @@ def test_scaled_bias_learns_scale_squared_times_faster():
     keras.optimizers.SGD(0.01).apply_gradients([(grad, layer.bias)])
     np.testing.assert_allclose(np.asarray(layer(x)), np.full((1, 3), -0.01 * 64), rtol=1e-6)
 
+
+
+def batchnorm_pair(dtype, **options):
+    """Keras's BatchNormalization and ours, with the same random scale and offset where they have them."""
+    pair = [keras.layers.BatchNormalization(dtype=dtype, **options), FusedBatchNormalization(dtype=dtype, **options)]
+    rng = np.random.default_rng(1)
+    for layer in pair:
+        layer.build((None, 5, 5, 8))
+    weights = [rng.normal(1, 0.3, w.shape).astype("float32") for w in pair[0].get_weights()]
+    for layer in pair:
+        layer.set_weights(weights)
+    return pair
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("options", [dict(center=False, scale=False, epsilon=1e-12), dict(momentum=0.6)])
+def test_fused_batchnorm_computes_what_keras_batchnorm_does(dtype, options):
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).normal(2, 3, (32, 5, 5, 8)).astype("float32"))
+    # bfloat16 keeps 8 significant bits: both round the same float32 result to it, or differ by one step
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=2**-7, atol=2**-7)
+    results = []
+    for layer in batchnorm_pair(dtype, **options):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = [layer(x, training=True) for _ in range(3)]
+            loss = tf.reduce_sum(tf.cast(outputs[-1], "float32") * tf.range(8, dtype="float32"))
+        gradient = tape.gradient(loss, x)
+        results.append((outputs[-1], gradient, layer.moving_mean, layer.moving_variance, layer(x, training=False)))
+    keras_results, fused_results = results
+    for expected, actual in zip(keras_results, fused_results, strict=True):
+        np.testing.assert_allclose(np.float32(actual), np.float32(expected), **tolerance)
+    assert fused_results[0].dtype == keras_results[0].dtype
+
+
+def op_types(layer, shape):
+    import tensorflow as tf
+
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(tf.TensorSpec(shape)).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def test_fused_batchnorm_runs_the_fused_kernel_and_keras_code_where_the_kernel_cannot():
+    assert "FusedBatchNormV3" in op_types(FusedBatchNormalization(), (None, 5, 5, 8))
+    assert "FusedBatchNormV3" in op_types(FusedBatchNormalization(dtype="mixed_bfloat16"), (None, 5, 5, 8))
+    assert "FusedBatchNormV3" not in op_types(FusedBatchNormalization(), (None, 8))  # not an image batch
+    assert "FusedBatchNormV3" not in op_types(FusedBatchNormalization(synchronized=True), (None, 5, 5, 8))
+
+
+def exact_activations(x):
+    """{name: (our function, its values at x, its derivative at x, Keras's function)}, in float64."""
+    import math
+
+    cdf = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x])
+    pdf = np.exp(-0.5 * x**2) / math.sqrt(2 * math.pi)
+    sigmoid = 1 / (1 + np.exp(-x))
+    return {
+        "gelu": (gelu, x * cdf, cdf + x * pdf, lambda v: keras.activations.gelu(v, approximate=False)),
+        "silu": (silu, x * sigmoid, sigmoid * (1 + x * (1 - sigmoid)), keras.activations.silu),
+    }
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_our_gelu_and_silu_and_their_gradients_are_the_exact_functions(name, dtype):
+    import tensorflow as tf
+
+    x = tf.cast(tf.constant(np.linspace(-8, 8, 321)), dtype)
+    function, values, derivative, keras_function = exact_activations(np.float64(tf.cast(x, "float64")))[name]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = function(x)
+    gradient = tape.gradient(y, x)
+    assert y.dtype == x.dtype and gradient.dtype == x.dtype
+    # float32: its own rounding; bfloat16 (8 significant bits): one rounding of the output, a few in the
+    # gradient, which our bfloat16 path computes in float32 and Keras's in bfloat16 op by op
+    tolerance = dict(rtol=1e-6, atol=1e-6) if dtype == "float32" else dict(rtol=2**-7, atol=2**-7)
+    np.testing.assert_allclose(np.float64(y), values, **tolerance)
+    np.testing.assert_allclose(np.float64(gradient), derivative, **tolerance)
+    np.testing.assert_allclose(np.float64(y), np.float64(keras_function(x)), **tolerance)
 
 def test_the_muon_defaults_train_and_their_model_loads_back_and_is_evaluated_and_visualised(tmp_path):
     from stages.evaluate import evaluate

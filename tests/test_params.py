@@ -289,7 +289,7 @@ EFFECTS = {
             "label_smoothing": {"loss.label_smoothing"},
             "widths": {"network.Conv2D.filters", "weights"},  # channels of the conv groups
             "init": {"network.Conv2D.kernel_initializer", "network.Dense.kernel_initializer", "weights"},
-            "batchnorm_momentum": {"network.BatchNormalization.momentum"},
+            "batchnorm_momentum": {"network.FusedBatchNormalization.momentum"},
             "output_scale": {"network.Rescaling.scale"},  # multiplies the class scores
             "flip": {"batching.alternating_flip", "network.layers"},  # alternating: batches; random: a layer
             "translate": {"network.RandomShift.reach"},

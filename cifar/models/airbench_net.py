@@ -20,7 +20,15 @@ import numpy as np
 from keras import layers
 
 from cifar.core.params import ListRule, Rule, boolean, choice, fraction, param, positive_int, positive_number
-from cifar.network.layers import ColourJitter, RandomShift, ScaledBias, normalized_input
+from cifar.network.layers import (
+    ColourJitter,
+    FusedBatchNormalization,
+    RandomShift,
+    ScaledBias,
+    gelu,
+    normalized_input,
+    silu,
+)
 from cifar.training.batches import Batching
 from cifar.training.recipe import TrainingRecipe
 
@@ -56,6 +64,8 @@ HEAD, WHITEN_BIAS = "dense", "whiten_bias"  # layer names airbench94_muon's opti
 WHITEN_PATCH = 2
 WHITEN_EPS = 5e-4  # airbench's: keeps near-zero-variance directions from exploding
 WHITEN_IMAGES = 5000  # training images the patch statistics are estimated from
+# `activation`'s values: Keras's GELU and SiLU, computed faster (cifar.network.layers)
+ACTIVATIONS = {"gelu": gelu, "silu": silu}
 
 
 def whitening_kernel(images, eps=WHITEN_EPS):
@@ -129,7 +139,7 @@ def batchnorm(recipe, name, sync_batchnorm=False):
     of the running value itself, so it takes the 0.6 as it is. (PyTorch's running variance uses the
     batch's unbiased variance, Keras's the biased one: a relative 1/(n-1) for n values per channel.)
     """
-    return layers.BatchNormalization(
+    return FusedBatchNormalization(
         momentum=recipe.batchnorm_momentum,
         epsilon=1e-12,
         center=False,
@@ -152,7 +162,7 @@ def conv_bn_act(x, filters, recipe, name, pool=False, sync_batchnorm=False, bias
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     x = batchnorm(recipe, f"{name}_bn", sync_batchnorm)(x)
     x = ScaledBias(bias_scale, name=f"{name}_bias")(x)
-    return layers.Activation(recipe.activation, name=f"{name}_{recipe.activation}")(x)
+    return layers.Activation(ACTIVATIONS[recipe.activation], name=f"{name}_{recipe.activation}")(x)
 
 
 def network(
@@ -187,7 +197,7 @@ def network(
         sample = np.sort(np.random.default_rng(seed).permutation(len(train_images))[:WHITEN_IMAGES])
         standardised = (np.asarray(train_images[sample], np.float64) / 255 - mean) / std
         whiten.set_weights([whitening_kernel(standardised)])
-    x = layers.Activation("gelu", name="whiten_gelu")(x)
+    x = layers.Activation(ACTIVATIONS["gelu"], name="whiten_gelu")(x)
     for index, width in enumerate(recipe.widths, start=1):
         group = dict(sync_batchnorm=sync_batchnorm, bias_scale=bias_scale)
         x = conv_bn_act(x, width, recipe, f"block{index}a", pool=True, **group)

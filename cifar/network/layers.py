@@ -1,6 +1,8 @@
 """The input every network starts with, and the layers of ours that saved models hold (importing this
 module registers them for loading)."""
 
+import math
+
 import keras
 from keras import layers
 
@@ -104,3 +106,103 @@ class RandomShift(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "reach": self.reach, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cifar")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras's BatchNormalization computed by TensorFlow's fused kernel (FusedBatchNormV3, oneDNN's on a
+    CPU) where it can be: Keras 3 instead casts bfloat16 inputs to float32 and runs the moments and the
+    normalisation as separate element-wise ops, which took 3.7x as long in the fast default's training
+    step (docs/speed.md). Same variables and parameters, and the same moving statistics as Keras's (its
+    biased batch variance, not the kernel's unbiased one), so that one device and several (which fall
+    back to Keras's synchronized code) train alike. Falls back to Keras's own code also for masks,
+    renorm, inputs not 4-D channels-last, and an epsilon under cuDNN's floor of 1e-5 where a GPU is
+    visible (cuDNN would raise it)."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        update = bool(training) and self.trainable
+        channels = inputs.shape[-1]
+        scale = self.gamma if self.scale else tf.ones((channels,), "float32")
+        offset = self.beta if self.center else tf.zeros((channels,), "float32")
+        outputs, mean, unbiased_variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs,
+            scale=tf.cast(scale, "float32"),
+            offset=tf.cast(offset, "float32"),
+            mean=tf.cast(self.moving_mean, "float32"),
+            variance=tf.cast(self.moving_variance, "float32"),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=update,
+        )
+        if update:  # Keras's update, from the batch's biased variance
+            count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), "float32")
+            variance = unbiased_variance * (count - 1) / count
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return keras.ops.cast(outputs, self.compute_dtype)
+
+    def _fusable(self, inputs, mask):
+        if keras.backend.backend() != "tensorflow" or self.synchronized or self.renorm or mask is not None:
+            return False
+        if len(inputs.shape) != 4 or self.axis not in (-1, 3):
+            return False
+        if keras.backend.standardize_dtype(inputs.dtype) not in ("float32", "bfloat16", "float16"):
+            return False
+        import tensorflow as tf
+
+        return self.epsilon >= 1.001e-5 or not tf.config.list_logical_devices("GPU")
+
+
+@keras.saving.register_keras_serializable(package="cifar")
+def gelu(x):
+    """The exact GELU, x * Phi(x) (Keras's "gelu", PyTorch's nn.GELU()), made cheaper where the fast
+    default spends its time (docs/speed.md), with the same values:
+
+    - its derivative written out, Phi(x) + x * phi(x): TensorFlow's own gradient, op by op back through
+      erfc, took twice as long on the whitening layer's large output;
+    - on bfloat16 (and float16) inputs, Phi from erf in float32, rounded once at the end: Keras's erfc
+      form computed in bfloat16 took three times as long, and rounds after each of its ops.
+    On float32 inputs it is TensorFlow's own op sequence, which the TFLite converter fuses into its GELU
+    (the export stage converts a float32 model; erf alone TFLite lacks)."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def forward(x):
+        def gradient(upstream):
+            cdf = 0.5 * (1.0 + tf.math.erf(x * (1 / math.sqrt(2))))
+            return upstream * (cdf + x * tf.exp(-0.5 * tf.square(x)) * (1 / math.sqrt(2 * math.pi)))
+
+        if x.dtype == tf.float32 or x.dtype == tf.float64:
+            return tf.nn.gelu(x, approximate=False), gradient
+        wide = tf.cast(x, tf.float32)
+        return tf.cast(wide * (0.5 * (1.0 + tf.math.erf(wide * (1 / math.sqrt(2))))), x.dtype), gradient
+
+    return forward(x)
+
+
+@keras.saving.register_keras_serializable(package="cifar")
+def silu(x):
+    """SiLU, x * sigmoid(x) (Keras's "silu", PyTorch's nn.SiLU()): on bfloat16 (and float16) inputs
+    computed in float32 and rounded once, its derivative sigmoid(x) * (1 + x * (1 - sigmoid(x))) too,
+    which took two thirds of the time of TensorFlow's bfloat16 ops in the fast default's training step
+    (docs/speed.md). On float32 inputs TensorFlow's own, as `gelu` above."""
+    import tensorflow as tf
+
+    if x.dtype == tf.float32 or x.dtype == tf.float64:
+        return tf.nn.silu(x)
+
+    @tf.custom_gradient
+    def forward(x):
+        def gradient(upstream):
+            wide = tf.cast(x, tf.float32)
+            sigmoid = tf.sigmoid(wide)
+            return tf.cast(tf.cast(upstream, tf.float32) * (sigmoid * (1.0 + wide * (1.0 - sigmoid))), x.dtype)
+
+        wide = tf.cast(x, tf.float32)
+        return tf.cast(wide * tf.sigmoid(wide), x.dtype), gradient
+
+    return forward(x)
