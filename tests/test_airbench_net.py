@@ -98,7 +98,6 @@ def test_scaled_bias_learns_scale_squared_times_faster():
     np.testing.assert_allclose(np.asarray(layer(x)), np.full((1, 3), -0.01 * 64), rtol=1e-6)
 
 
-
 def batchnorm_pair(dtype, **options):
     """Keras's BatchNormalization and ours, with the same random scale and offset where they have them."""
     pair = [keras.layers.BatchNormalization(dtype=dtype, **options), FusedBatchNormalization(dtype=dtype, **options)]
@@ -178,6 +177,7 @@ def test_our_gelu_and_silu_and_their_gradients_are_the_exact_functions(name, dty
     np.testing.assert_allclose(np.float64(y), values, **tolerance)
     np.testing.assert_allclose(np.float64(gradient), derivative, **tolerance)
     np.testing.assert_allclose(np.float64(y), np.float64(keras_function(x)), **tolerance)
+
 
 def test_the_muon_defaults_train_and_their_model_loads_back_and_is_evaluated_and_visualised(tmp_path):
     from stages.evaluate import evaluate
