@@ -10,7 +10,7 @@ LOCK := requirements$(if $(GPU),-gpu).txt
 # Stage commands in dvc.yaml call `python`; this makes it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install lint test restore repro report publish-report baseline benchmark lock
+.PHONY: install lint test restore repro report publish-report push baseline benchmark lock
 BASE ?= main
 # The uploader of the report's images for a pull-request comment (CML's; docs/ci.md).
 PUBLISH_WITH ?= cml asset publish
@@ -57,10 +57,13 @@ publish-report: install
 # On main, after `make repro`: propose the results (dvc.lock, reports/) to main as a pull request
 # that merges itself, so every later pull request's report has a base; push data and model to the
 # DVC remote when one is configured.
-baseline: install
-	if dvc remote default >/dev/null 2>&1; then dvc push; fi
+baseline: push
 	cml pr create --squash --skip-ci --title "Baseline results of $$(git rev-parse --short HEAD)" \
 		--message "Baseline results of $$(git rev-parse --short HEAD)" dvc.lock reports
+
+# Data, prepared arrays and models to the DVC remote, when one is configured (docs/outputs.md); none: nothing
+push: install
+	if dvc remote default >/dev/null 2>&1; then dvc push; else echo "no DVC remote configured: nothing pushed"; fi
 
 # Every benchmark, on real data: make benchmark SOURCE=path/to/cifar-10-python.tar.gz
 benchmark: install
@@ -71,7 +74,7 @@ benchmark: install
 # (uv's universal resolution, keeping the current pins where they still fit; `uv pip compile
 # --upgrade` moves them), the GPU lock with the same pins; then check both on every supported platform.
 lock: install
-	uv pip compile pyproject.toml --universal --extra test --extra dev --quiet -o requirements.txt
-	uv pip compile pyproject.toml --universal --extra gpu --extra test --extra dev \
+	uv pip compile pyproject.toml --universal --extra s3 --extra ssh --extra test --extra dev --quiet -o requirements.txt
+	uv pip compile pyproject.toml --universal --extra gpu --extra s3 --extra ssh --extra test --extra dev \
 		--override requirements-gpu.in --constraint requirements.txt --quiet -o requirements-gpu.txt
 	python -m pytest -n 0 tests/test_install.py

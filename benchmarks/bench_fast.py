@@ -79,7 +79,7 @@ def run(source, model=DEFAULT_MODEL, overrides=(), smoke=False, progress=print):
         "test_accuracy": metrics["accuracy"],
         "test_ece": metrics["ece"],  # with the temperature, where calibration_images > 0
         "tta_level": params["tta"][model],
-        "test_accuracy_without_tta": round(last_epoch["eval"]["accuracy"], 4),
+        "test_accuracy_without_tta": round(last_epoch["test"]["accuracy"], 4),
         "model_epoch_s": model_epochs,
         "seed_cnn_epoch_s": seed_epoch,
         "model_images_per_s": round(images / model_epoch, 1),

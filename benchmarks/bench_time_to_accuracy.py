@@ -37,7 +37,7 @@ def history(root):
         lines = (metrics / path).read_text().splitlines()[1:]
         return [float(line.split("\t")[1]) for line in lines]
 
-    return column("eval/accuracy.tsv"), column("train/elapsed_s.tsv")
+    return column("test/accuracy.tsv"), column("train/elapsed_s.tsv")
 
 
 def time_to(target, accuracy, elapsed):

@@ -72,7 +72,7 @@ def write_tables_and_figures(model, arrays, classes, probabilities, metrics, set
     from cifar.evaluation.reliability import reliability_bins
     from cifar.figures import evaluation as figures
     from cifar.figures.confusion import confusion_figure
-    from cifar.figures.grids import predictions_figure, random_indices
+    from cifar.figures.grids import prediction_titles, predictions_figure, random_indices
 
     images, y_true = arrays["x_test"], arrays["y_test"]
     predicted, scores = probabilities.argmax(axis=1), probabilities.max(axis=1)
@@ -102,7 +102,7 @@ def write_tables_and_figures(model, arrays, classes, probabilities, metrics, set
     )
     for indices, path in ((shown, artifacts.gradcam_figure), (mistakes, artifacts.gradcam_mistakes_figure)):
         heatmaps = grad_cam(model, images[indices], predicted[indices])
-        titles = [f"{classes[predicted[i]]} ({'right' if predicted[i] == y_true[i] else 'wrong'})" for i in indices]
+        titles = prediction_titles(y_true[indices], predicted[indices], scores[indices], classes)
         save_figure(path, figures.gradcam_figure(images[indices], heatmaps, titles))
 
 

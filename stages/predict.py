@@ -9,7 +9,7 @@ number, and each result is printed as soon as its batch is done.
 
 A file that cannot be classified gets one line on stderr; the others still are, and the exit
 status is 1. A missing model or a bad option: exit 2. TensorFlow's own log lines are hidden
-unless --verbose (or TF_CPP_MIN_LOG_LEVEL is set).
+unless --verbose (or TF_CPP_MIN_LOG_LEVEL=0).
 """
 
 import csv

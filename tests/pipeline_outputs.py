@@ -149,7 +149,7 @@ def check_every_output(root, source, written, machine_precision):
     logged = yaml.safe_load((artifacts.train_reports / "params.yaml").read_text())
     assert logged["precision"] == machine_precision
     epochs = params[params["train"]["model"]]["epochs"]
-    for split in ("train", "eval"):
+    for split in ("train", "test"):
         rows = (artifacts.history_dir / split / "loss.tsv").read_text().splitlines()
         assert len(rows) == 1 + epochs and all(np.isfinite(float(row.split("\t")[-1])) for row in rows[1:])
     check("model", "model_classes", "model_input", "train_reports")

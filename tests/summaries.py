@@ -45,8 +45,8 @@ def check_train(lines, model_name, artifacts):
     shown(m[3], record["train"]["elapsed_s"], 1)
     shown(m[4], record["train"]["accuracy"], 4)
     shown(m[5], record["train"]["loss"], 4)
-    shown(m[6], record["eval"]["accuracy"], 4)
-    shown(m[7], record["eval"]["loss"], 4)
+    shown(m[6], record["test"]["accuracy"], 4)
+    shown(m[7], record["test"]["loss"], 4)
 
 
 def check_evaluate(lines, metrics, tta_level, tta_fraction=1.0):

@@ -7,6 +7,7 @@ lookahead (its LookaheadState), and a killed run of either model with all of the
 """
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -111,7 +112,10 @@ def test_frozen_bias_gets_no_update_at_all_not_even_momentum_or_weight_decay():
             self.biases.append(self.model.get_layer("frozen_later").get_weights()[0])
             self.kernels.append(self.model.get_layer("dense").get_weights()[0])
 
-    model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[FreezeAfter("frozen_later", 2), Record()])
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[FreezeAfter("frozen_later", 2), Record()])
+    assert [str(warning.message) for warning in warned] == []  # frozen as Keras means it: nothing to warn of
     biases, kernels = Record.biases, Record.kernels
     assert not np.array_equal(biases[0], biases[1])  # learning in epochs 0 and 1
     np.testing.assert_array_equal(biases[1], biases[2])  # then not moved, though momentum and decay were on

@@ -86,7 +86,7 @@ def test_train_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, reference
         assert_same_results(tmp_path, reference)
     else:
         assert_same_weights(weights_of(Artifacts(tmp_path).model), weights_of(Artifacts(reference).model))
-    for tsv in ("train/loss.tsv", "eval/accuracy.tsv"):  # the resumed history is the whole history
+    for tsv in ("train/loss.tsv", "test/accuracy.tsv"):  # the resumed history is the whole history
         a = (Artifacts(tmp_path).history_dir / tsv).read_text()
         assert a == (Artifacts(reference).history_dir / tsv).read_text()
         assert len(a.splitlines()) == 1 + EPOCHS

@@ -64,7 +64,7 @@ def assert_same_training(path, reference, atol=1e-3):
     """
     for ours, theirs in zip(weights(path), weights(reference), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=atol)
-    for key in ("train", "eval"):
+    for key in ("train", "test"):
         for name, value in history(reference)[key].items():
             if name == "elapsed_s":
                 continue

@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmarks.workspace import Repo, command_env
+from benchmarks.workspace import PROJECT, Repo, command_env, dvc_command
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import CPUINFO_ENV
 from cifar.network.trained import load_trained_model
 from tests.datagen import cifar_c_arrays, write_cifar_archive, write_cifar_c
 from tests.helpers import assert_same_weights, serving, serving_folder, wait_for, weights_of
 from tests.pipeline_outputs import STAGES, committed_baseline, private_copy, ran_stages
+from tests.servers import MotoS3Server, OpenSSHServer
 
 pytestmark = pytest.mark.slow
 
@@ -344,6 +345,169 @@ def test_share_through_a_local_remote(repo, tmp_path):
     assert Artifacts(clone_path).model.read_bytes() == Artifacts(repo.path).model.read_bytes()
     assert ran_stages(clone.dvc("repro").stdout) == []
     assert clone.dvc("status").stdout.strip() == "Data and pipelines are up to date."
+
+
+# Remotes on real servers: OpenSSH's sshd and moto's S3 server on loopback (tests/servers.py), through the
+# real plugins (dvc-ssh, dvc-s3) the lock installs. A plugin missing from the lock fails these, not skips.
+
+
+@pytest.fixture
+def ssh_server(tmp_path):
+    server = OpenSSHServer(tmp_path / "sshd")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_server():
+    server = MotoS3Server()
+    server.start()
+    yield server
+    server.close()
+
+
+class Remote(SimpleNamespace):
+    """How a repo reaches one server: the remote's URL and settings in .dvc/config (committed), the
+    credentials in .dvc/config.local (each teammate's own, not committed), the environment of its commands."""
+
+    def configure(self, repo, credentials=None):
+        repo.dvc("remote", "add", "-d", "-f", "storage", self.url)
+        for key, value in self.settings.items():
+            repo.dvc("remote", "modify", "storage", key, value)
+        for key, value in (credentials or self.credentials).items():
+            repo.dvc("remote", "modify", "--local", "storage", key, value)
+
+    def dvc(self, repo, *args, check=True):
+        return repo.dvc(*args, env=self.env, check=check)
+
+
+def ssh_remote(server):
+    return Remote(
+        url=server.url,
+        settings={},
+        credentials={"keyfile": str(server.root / "user_key")},
+        env={"HOME": str(server.home)},
+    )
+
+
+def s3_remote(server):
+    return Remote(
+        url=f"s3://{server.bucket}/cifar10",
+        settings={"endpointurl": server.endpoint},
+        credentials={"access_key_id": server.keys[0], "secret_access_key": server.keys[1]},
+        env={"AWS_EC2_METADATA_DISABLED": "true"},  # the credentials are the remote's, never the machine's
+    )
+
+
+REMOTES = {"ssh": ("ssh_server", ssh_remote), "s3": ("s3_server", s3_remote)}
+
+
+@pytest.fixture(params=list(REMOTES))
+def remote(request):
+    fixture, make = REMOTES[request.param]
+    server = request.getfixturevalue(fixture)
+    return SimpleNamespace(kind=request.param, server=server, how=make(server))
+
+
+def one_error_line(result):
+    """The command failed with DVC's one ERROR line and no traceback; returns that line."""
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+def test_share_through_a_real_remote_with_make_baseline_s_push(repo, tmp_path, remote):
+    """docs/outputs.md's commands: the remote added and committed, `make baseline`'s push, a teammate's
+    clone pulls everything and `dvc repro` has nothing to do."""
+    how = remote.how
+    how.configure(repo)
+    repo.commit("add remote")
+    shutil.copyfile(PROJECT / "Makefile", repo.path / "Makefile")  # its `push` target: baseline's first step
+    pushed = repo.run("make", "-o", "install", "push", env=how.env)
+    assert "pushed" in pushed.stdout + pushed.stderr, pushed.stdout + pushed.stderr
+    assert how.dvc(repo, "status", "--cloud").stdout.strip().startswith("Cache and remote 'storage' are in sync")
+
+    clone_path = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(clone_path)], check=True)
+    clone = Repo(clone_path)
+    for key, value in how.credentials.items():  # a teammate's own credentials
+        clone.dvc("remote", "modify", "--local", "storage", key, value)
+    assert not Artifacts(clone_path).model.exists()
+    how.dvc(clone, "pull")
+    assert Artifacts(clone_path).model.read_bytes() == Artifacts(repo.path).model.read_bytes()
+    assert ran_stages(clone.dvc("repro").stdout) == []
+    assert clone.dvc("status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_a_remote_down_or_refusing_the_credentials_is_one_error_line_and_loses_nothing(repo, remote):
+    how = remote.how
+    if remote.kind == "ssh":  # a key the server does not know; S3: the user's key id, another secret
+        wrong, refusal = {"keyfile": str(remote.server.root / "stranger_key")}, "Permission denied"
+    else:
+        wrong = {"access_key_id": remote.server.keys[0], "secret_access_key": "not-the-secret"}
+        refusal = "Forbidden"
+    how.configure(repo, wrong)
+    cache = sorted((path, path.stat().st_size) for path in (repo.path / ".dvc/cache").rglob("*") if path.is_file())
+    assert refusal in one_error_line(how.dvc(repo, "push", check=False))
+    remote.server.stop()
+    how.configure(repo)
+    down = one_error_line(how.dvc(repo, "push", check=False))
+    assert re.search(r"connect|refused", down, re.IGNORECASE), down
+    # nothing lost locally: the cache as it was, the workspace whole
+    assert (
+        sorted((path, path.stat().st_size) for path in (repo.path / ".dvc/cache").rglob("*") if path.is_file()) == cache
+    )
+    assert repo.dvc("status").stdout.strip() == "Data and pipelines are up to date."
+    remote.server.start()
+    how.dvc(repo, "push")  # the server back: the same command completes
+
+
+def test_a_push_cut_off_by_the_server_going_down_completes_on_the_next_push(repo, tmp_path, remote):
+    how = remote.how
+    how.configure(repo)
+    # enough data that the push is still running when the first file has landed on the server
+    rng = np.random.default_rng(0)
+    bulk = repo.path / "bulk"
+    bulk.mkdir()
+    for index in range(48):
+        (bulk / f"part-{index:02d}.bin").write_bytes(rng.bytes(4 * 2**20))
+    repo.dvc("add", "bulk")
+    repo.commit("bulk data")
+
+    def landed():
+        if remote.kind == "ssh":
+            return any(path.is_file() for path in remote.server.storage.rglob("*"))
+        return remote.server.client().list_objects_v2(Bucket=remote.server.bucket).get("KeyCount", 0) > 0
+
+    push = subprocess.Popen(
+        dvc_command("push"),
+        cwd=repo.path,
+        env={**command_env(), **how.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert wait_for(landed, push, timeout=120, interval=0.01), "no file reached the server"
+    remote.server.stop()
+    output, _ = push.communicate(timeout=300)
+    assert push.returncode != 0, f"the push ended before the server went down:\n{output}"
+    assert "Traceback" not in output, output
+    remote.server.start()
+    how.dvc(repo, "push")
+    assert how.dvc(repo, "status", "--cloud").stdout.strip().startswith("Cache and remote 'storage' are in sync")
+    # nothing lost: a fresh clone pulls every file whole
+    clone_path = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(clone_path)], check=True)
+    clone = Repo(clone_path)
+    for key, value in how.credentials.items():
+        clone.dvc("remote", "modify", "--local", "storage", key, value)
+    how.dvc(clone, "pull", "bulk")
+    for part in bulk.iterdir():
+        assert (clone_path / "bulk" / part.name).read_bytes() == part.read_bytes()
 
 
 def chromium():

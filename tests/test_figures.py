@@ -342,13 +342,13 @@ def test_gradcam_explains_each_grid_image_for_the_class_predicted(run, figure, i
     from cifar.network.trained import load_trained_model
 
     panels = gradcam_panels(run.figure(getattr(run.artifacts, figure)))
-    x_test, y_test = run.arrays["x_test"], run.arrays["y_test"]
+    x_test = run.arrays["x_test"]
     grid = which_images([image for image, _ in grid_cells(run.figure(getattr(run.artifacts, images_of)))], x_test)
     shown = which_images([image for image, _, _ in panels], x_test)
     assert shown == grid  # the grid's images, in its order
     predicted = run.predicted[shown]
-    for (_, _, title), i, k in zip(panels, shown, predicted):
-        assert title == f"{run.classes[k]} ({'right' if k == y_test[i] else 'wrong'})"
+    # each panel reads alone, as its grid's cell: the prediction, its score and the true class
+    assert_titles_say_the_model_s_predictions([title for _, _, title in panels], shown, run)
     heatmaps = grad_cam(load_trained_model(run.artifacts.model), x_test[shown], predicted)
     np.testing.assert_allclose(np.stack([heatmap for _, heatmap, _ in panels]), heatmaps, atol=1e-5)
 
@@ -471,21 +471,43 @@ def test_training_curves_are_dvclive_s_history_per_epoch(run):
     for ax in fig.axes:
         drawn = lines(ax)
         assert drawn.keys() == {"train (this run)", "test (this run)"}  # no base: report ran without one
-        for split, label in (("train", "train (this run)"), ("eval", "test (this run)")):
+        for split, label in (("train", "train (this run)"), ("test", "test (this run)")):
             values = dvclive_history(run.artifacts.history_dir / split / f"{ax.get_title()}.tsv")
             x, y = drawn[label]
             assert x.tolist() == list(range(1, len(values) + 1))
             np.testing.assert_allclose(y, values)
 
 
+def test_a_base_revision_s_test_curves_are_read_under_dvclive_s_former_eval_name_too(tmp_path, monkeypatch):
+    import subprocess
+
+    from cifar.reporting.report import history_at
+
+    monkeypatch.chdir(tmp_path)
+    history = Artifacts().history_dir
+    (history / "eval").mkdir(parents=True)
+    (history / "eval/loss.tsv").write_text("step\tloss\n0\t2.5\n1\t2.0\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "before the rename"], check=True)
+    assert history_at("HEAD", "test/loss.tsv", Artifacts()) == "step\tloss\n0\t2.5\n1\t2.0\n"
+    assert history_at("HEAD", "test/accuracy.tsv", Artifacts()) is None
+    (history / "test").mkdir()
+    (history / "test/loss.tsv").write_text("step\tloss\n0\t1.5\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "after"], check=True)
+    assert history_at("HEAD", "test/loss.tsv", Artifacts()) == "step\tloss\n0\t1.5\n"  # its own name first
+
+
 def test_training_curves_draw_the_base_run_dashed():
-    current = {"train/loss.tsv": [2.0, 1.5], "eval/loss.tsv": [2.2, 1.9], "train/accuracy.tsv": [0.3, 0.5]}
-    base = {"train/loss.tsv": [2.1, 1.2, 0.9], "eval/accuracy.tsv": [0.2, 0.4, 0.6]}
+    current = {"train/loss.tsv": [2.0, 1.5], "test/loss.tsv": [2.2, 1.9], "train/accuracy.tsv": [0.3, 0.5]}
+    base = {"train/loss.tsv": [2.1, 1.2, 0.9], "test/accuracy.tsv": [0.2, 0.4, 0.6]}
     fig = curves_figure(current, base, "main")
     for ax, metric in zip(fig.axes, ("loss", "accuracy")):
         drawn = {line.get_label(): (line.get_linestyle(), line.get_ydata().tolist()) for line in ax.get_lines()}
         expected = {}
-        for split, name in (("train", "train"), ("eval", "test")):
+        for split, name in (("train", "train"), ("test", "test")):
             if f"{split}/{metric}.tsv" in current:
                 expected[f"{name} (this run)"] = ("-", current[f"{split}/{metric}.tsv"])
             if f"{split}/{metric}.tsv" in base:

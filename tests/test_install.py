@@ -146,3 +146,15 @@ def test_the_gpu_lock_installs_tensorflow_with_cuda_in_place_of_the_cpu_build():
     # every other pin is the same in both locks: a GPU machine runs what CI tested
     shared = set(cpu) - {"tensorflow-cpu"}
     assert {name: gpu[name] for name in shared} == {name: cpu[name] for name in shared}
+
+
+@pytest.mark.parametrize("lock", list(LOCKS))
+def test_each_lock_installs_the_remote_plugins_docs_outputs_md_promises(lock):
+    """`make install` gives DVC's S3 and SSH plugins (the extras dvc[s3], dvc[ssh]) and the S3 test server."""
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    (dvc,) = [Requirement(line) for line in project["dependencies"] if Requirement(line).name == "dvc"]
+    extras = project["optional-dependencies"]
+    assert extras["s3"] == [f"dvc[s3]{dvc.specifier}"] and extras["ssh"] == [f"dvc[ssh]{dvc.specifier}"]
+    for platform in LOCKS[lock]:
+        pins = lock_pins((PROJECT / lock).read_text(), environment(platform, supported_pythons()[0]))
+        assert {"dvc-s3", "dvc-ssh", "s3fs", "asyncssh", "moto"} <= set(pins), (lock, platform)

@@ -430,7 +430,8 @@ def test_only_tensorflows_log_lines_are_dropped():
 
 
 def test_predict_prints_the_projects_lines_only_unless_asked(trained, tmp_path):
-    """A real process, as a user runs it: TensorFlow's start-up lines appear with --verbose only."""
+    """A real process, as a user runs it: TensorFlow's start-up lines appear with --verbose or
+    TF_CPP_MIN_LOG_LEVEL=0 only; a level of 1 to 3 (asking TensorFlow for fewer lines), or none, hides them."""
     (tmp_path / "a.png").write_bytes(default_cases()[0].data)
     env = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", QUIET_MARK)}
     env["PYTHONPATH"] = str(PROJECT)
@@ -442,9 +443,19 @@ def test_predict_prints_the_projects_lines_only_unless_asked(trained, tmp_path):
         str(Artifacts(trained).model),
         str(tmp_path / "a.png"),
     ]
-    quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+    def run(*options, level=None):
+        levels = {} if level is None else {"TF_CPP_MIN_LOG_LEVEL": level}
+        done = subprocess.run([*command, *options], env={**env, **levels}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    quiet = run()
+    assert quiet.stderr == "", quiet.stderr
     assert quiet.stdout.splitlines()[0].startswith(f"{tmp_path / 'a.png'}: ") and len(quiet.stdout.splitlines()) == 1
-    verbose = subprocess.run([*command, "--verbose"], env=env, capture_output=True, text=True, timeout=300)
-    assert verbose.returncode == 0 and verbose.stdout == quiet.stdout
-    assert without_log_lines(verbose.stderr.encode()) != verbose.stderr.encode()  # TensorFlow's lines, shown
+    for level in ("1", "2"):
+        fewer = run(level=level)
+        assert fewer.stderr == "" and fewer.stdout == quiet.stdout, (level, fewer.stderr)
+    for shown in (run("--verbose"), run(level="0")):
+        assert shown.stdout == quiet.stdout
+        assert without_log_lines(shown.stderr.encode()) != shown.stderr.encode()  # TensorFlow's lines, shown

@@ -208,6 +208,7 @@ def test_the_test_set_is_classified_after_every_epoch_or_the_last_only(tmp_path,
     assert all(len(values) == 3 for values in history.values())
     tested = [epoch for epoch, value in enumerate(history["val_accuracy"]) if value is not None]
     assert tested == ([0, 1, 2] if every_epoch else [2])
-    rows = (artifacts.history_dir / "eval/accuracy.tsv").read_text().splitlines()[1:]
+    assert not (artifacts.history_dir / "eval").exists()  # the test set named so, not DVCLive's eval/
+    rows = (artifacts.history_dir / "test/accuracy.tsv").read_text().splitlines()[1:]
     assert [int(row.split("\t")[0]) for row in rows] == tested
     assert float(rows[-1].split("\t")[1]) == pytest.approx(last, abs=1e-6)

@@ -61,7 +61,7 @@ def run(source, train_images=8000, test_images=2000, seeds=(42,), only=None, pro
                 last_epoch = json.loads((Artifacts(root).train_reports / "metrics.json").read_text())
                 result = {
                     "test_accuracy": metrics["accuracy"],
-                    "test_accuracy_without_tta": round(last_epoch["eval"]["accuracy"], 4),
+                    "test_accuracy_without_tta": round(last_epoch["test"]["accuracy"], 4),
                     "train_s": round(train_s, 1),
                 }
                 results.setdefault(name, {})[seed] = result

@@ -66,7 +66,7 @@ def run(source, points, holdouts=(0, 2000), seed=42, overrides=(), progress=prin
                         "epochs": epochs,
                         "calibration_images": holdout,
                         "accuracy_tta": metrics["accuracy"],
-                        "accuracy": round(last_epoch["eval"]["accuracy"], 4),
+                        "accuracy": round(last_epoch["test"]["accuracy"], 4),
                         "ece": metrics["ece"],
                         "ece_without_temperature": metrics["ece_without_temperature"],
                         "train_s": round(train_s, 1),

@@ -44,7 +44,7 @@ def trained_and_evaluated(root, model, recipe, seed, held_out, progress=print):
     last_epoch = json.loads((artifacts.train_reports / "metrics.json").read_text())
     return {
         "accuracy": metrics["accuracy"],
-        "accuracy_without_tta": round(last_epoch["eval"]["accuracy"], 4),
+        "accuracy_without_tta": round(last_epoch["test"]["accuracy"], 4),
         "ece": metrics["ece"],
         "nll": metrics["nll"],
         "temperature": metrics["temperature"],

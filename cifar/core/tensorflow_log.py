@@ -8,7 +8,8 @@ attribute its C++ op predates). But at import, before absl's logging is initiali
 import of `tensorflow` runs with stderr captured, and every line of the capture that is not such
 a log line (a Python warning, a traceback) is passed on.
 
-A user who sets TF_CPP_MIN_LOG_LEVEL themselves, or runs predict with --verbose, sees all of it.
+So whatever TF_CPP_MIN_LOG_LEVEL the user set, 1 to 3 (TensorFlow's documented way to ask for fewer
+lines) or none, every one of those lines is hidden; at 0, or with predict's --verbose, all are shown.
 """
 
 import contextlib
@@ -27,9 +28,9 @@ _LOG_LINE = re.compile(rb"([IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [^\]\s]+:\d+\] |WAR
 
 
 def quiet_tensorflow():
-    """Hide TensorFlow's log lines from here on, unless TF_CPP_MIN_LOG_LEVEL is already set by hand."""
-    set_by_hand = "TF_CPP_MIN_LOG_LEVEL" in os.environ and os.environ.get(QUIET_MARK) != QUIET_LEVEL
-    if set_by_hand or "tensorflow" in sys.modules:
+    """Hide TensorFlow's log lines from here on, unless the user set TF_CPP_MIN_LOG_LEVEL to 0 (all)."""
+    set_by_hand = os.environ.get(QUIET_MARK) != QUIET_LEVEL  # else a quiet parent process set it
+    if (set_by_hand and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() == "0") or "tensorflow" in sys.modules:
         return
     # Marked as ours, so that a stage run from a quiet process (a test, a benchmark) is quiet too.
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = os.environ[QUIET_MARK] = QUIET_LEVEL

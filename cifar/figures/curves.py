@@ -7,18 +7,17 @@ def curves_figure(current, base, base_name):
     """Loss and accuracy per epoch, train and test; the base run dashed."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
-        for split, colour in (("train", "tab:blue"), ("eval", "tab:orange")):
-            label = "train" if split == "train" else "test"
+        for split, colour in (("train", "tab:blue"), ("test", "tab:orange")):
             key = f"{split}/{metric}.tsv"
             if current.get(key):
-                ax.plot(range(1, len(current[key]) + 1), current[key], color=colour, label=f"{label} (this run)")
+                ax.plot(range(1, len(current[key]) + 1), current[key], color=colour, label=f"{split} (this run)")
             if base.get(key):
                 ax.plot(
                     range(1, len(base[key]) + 1),
                     base[key],
                     color=colour,
                     linestyle="--",
-                    label=f"{label} ({base_name})",
+                    label=f"{split} ({base_name})",
                 )
         ax.set_xlabel("epoch")
         ax.set_title(metric)

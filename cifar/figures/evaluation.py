@@ -4,7 +4,7 @@ per-class accuracy, its most confident mistakes, Grad-CAM heatmaps, accuracy und
 import numpy as np
 
 from cifar.figures import plt
-from cifar.figures.grids import image_grid
+from cifar.figures.grids import image_grid, prediction_titles
 
 
 def reliability_figure(bins, ece):
@@ -40,9 +40,7 @@ def per_class_accuracy_figure(accuracy, classes):
 
 
 def mistakes_figure(images, true_labels, predicted, scores, classes):
-    titles = [
-        f"pred: {classes[p]}\nscore: {s:.3f}\ntrue: {classes[t]}" for t, p, s in zip(true_labels, predicted, scores)
-    ]
+    titles = prediction_titles(true_labels, predicted, scores, classes)
     return image_grid(images, titles, tile_height=3) if len(images) else _empty("No mistakes on the test set")
 
 
@@ -52,7 +50,7 @@ def gradcam_figure(images, heatmaps, titles):
         return _empty("No images")
     cols = 8
     rows = int(np.ceil(len(images) / cols))
-    fig = plt.figure(figsize=(2 * cols - 1, 3 * rows))
+    fig = plt.figure(figsize=(2 * cols - 1, (3 + 0.5 * max(title.count("\n") for title in titles)) * rows))
     for i, (image, heatmap, title) in enumerate(zip(images, heatmaps, titles)):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.axis("off")

@@ -32,9 +32,14 @@ def samples_figure(images, labels, classes, rng):
     return image_grid(images[index], [classes[labels[i]] for i in index])
 
 
+def prediction_titles(true_labels, predicted, scores, classes):
+    """Each image's predicted class, its score and the true class: the title of every grid of predictions
+    (the prediction grid, the mistakes, and Grad-CAM's over both), so that each cell reads alone."""
+    return [
+        f"pred: {classes[p]}\nscore: {s:.3f}\ntrue: {classes[t]}" for t, p, s in zip(true_labels, predicted, scores)
+    ]
+
+
 def predictions_figure(images, true_labels, predicted, scores, classes):
     """Test images titled with predicted class, its score and the true class."""
-    titles = [
-        f"pred: {classes[p]}\nscore: {s:.3}\ntrue: {classes[t]}" for t, p, s in zip(true_labels, predicted, scores)
-    ]
-    return image_grid(images, titles, tile_height=3)
+    return image_grid(images, prediction_titles(true_labels, predicted, scores, classes), tile_height=3)

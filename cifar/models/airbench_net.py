@@ -229,12 +229,13 @@ def batching(recipe):
 
 
 class FreezeAfter(keras.callbacks.Callback):
-    """Stops training one ScaledBias layer from epoch `epochs` on (airbench's whitening bias, after 3 epochs).
+    """Stops training one layer from epoch `epochs` on (airbench's whitening bias, after 3 epochs).
 
-    The layer's value is read through stop_gradient from then on, so it has no gradient and the
-    optimizer leaves it alone entirely (no momentum, no weight decay), as PyTorch does for a
-    parameter with requires_grad False; the training step is traced again once, at the switch.
-    Set at each epoch's start from the epoch alone, so a resumed run freezes it as an uninterrupted one.
+    Keras's way to freeze a layer: `trainable` False, and the training step traced again (once, at the
+    switch). The variable then has no gradient and the optimizer leaves it alone entirely (no momentum,
+    no weight decay), as PyTorch does for a parameter with requires_grad False. Set at each epoch's start
+    from the epoch alone, so a resumed run freezes it as an uninterrupted one (and ScaledBias saves
+    itself trainable, so that a checkpoint's optimizer keeps its slots for it).
     """
 
     def __init__(self, layer_name, epochs):
@@ -243,9 +244,9 @@ class FreezeAfter(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         layer = self.model.get_layer(self.layer_name)
-        frozen = epoch >= self.epochs
-        if layer.frozen != frozen:
-            layer.frozen = frozen
+        trainable = epoch < self.epochs
+        if layer.trainable != trainable:
+            layer.trainable = trainable
             self.model.make_train_function(force=True)
 
 

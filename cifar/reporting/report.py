@@ -23,7 +23,9 @@ from cifar.reporting.tables import (
     stimuli_table,
 )
 
-HISTORY_KEYS = ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv")
+HISTORY_KEYS = ("train/loss.tsv", "test/loss.tsv", "train/accuracy.tsv", "test/accuracy.tsv")
+# The per-epoch test-set curves' folder in revisions made before it was named test/ (DVCLive's default)
+FORMER_FOLDERS = {"test/": "eval/"}
 
 
 def read_history(text):
@@ -45,12 +47,17 @@ def base_results(base, artifacts):
         "robustness": read_json_at(base, artifacts.robustness_record),
         "export": read_json_at(base, artifacts.export_record),
         "params": json.loads(dvc("params", "diff", base, "--json") or "{}"),
-        "history": {
-            key: read_history(text)
-            for key in HISTORY_KEYS
-            if (text := git_show(base, (artifacts.history_dir / key).as_posix()))
-        },
+        "history": {key: read_history(text) for key in HISTORY_KEYS if (text := history_at(base, key, artifacts))},
     }
+
+
+def history_at(rev, key, artifacts):
+    """The text of history file `key` at revision `rev`, under its former name there if need be; or None."""
+    found = git_show(rev, (artifacts.history_dir / key).as_posix())
+    for new, old in FORMER_FOLDERS.items():
+        if not found and key.startswith(new):
+            found = git_show(rev, (artifacts.history_dir / (old + key[len(new) :])).as_posix())
+    return found
 
 
 def base_sentence(base, has_base, results):

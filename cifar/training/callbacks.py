@@ -86,17 +86,29 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+def live_metric_name(name):
+    """DVCLive's name of a Keras history key: `val_accuracy` (the per-epoch pass over the test set, which
+    Keras calls validation) as test/accuracy, the rest as train/<name>; DVCLive's own Keras callback would
+    say eval/, which a reader takes for a validation split."""
+    return f"test/{name[len('val_') :]}" if name.startswith("val_") else f"train/{name}"
+
+
 def dvclive_logger(history, directory, params):
     """DVCLive's Keras callback, its logger holding the history of epochs done before a resume and `params`."""
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
-    from dvclive.utils import standardize_metric_name
+
+    class TestSetNamedCallback(DVCLiveCallback):
+        def on_epoch_end(self, epoch, logs=None):
+            for name, value in (logs or {}).items():
+                self.live.log_metric(live_metric_name(name), value)
+            self.live.next_step()
 
     live = Live(dir=str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
     for epoch in range(len(next(iter(history.values()), []))):
         for name, values in history.items():
             if values[epoch] is not None:  # an epoch without a test pass
-                live.log_metric(standardize_metric_name(name, "dvclive.keras"), values[epoch])
+                live.log_metric(live_metric_name(name), values[epoch])
         live.next_step()
     live.log_params(params)
-    return DVCLiveCallback(live=live)
+    return TestSetNamedCallback(live=live)

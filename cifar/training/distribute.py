@@ -120,7 +120,7 @@ def fit_multi_worker(
         return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for name, value in outputs.items()}
 
     @tf.function
-    def train_step(iterator, frozen):  # `frozen`: a Python value, so a layer frozen mid-run retraces it
+    def train_step(iterator, trainable):  # `trainable`: Python values, so a layer frozen mid-run retraces it
         return mean_over_replicas(strategy.run(model.train_step, args=(next(iterator),)))
 
     @tf.function
@@ -135,7 +135,7 @@ def fit_multi_worker(
         callback_list.on_epoch_begin(epoch)
         for step in range(steps_per_epoch):
             callback_list.on_train_batch_begin(step)
-            logs = train_step(batches, tuple(getattr(layer, "frozen", False) for layer in model.layers))
+            logs = train_step(batches, tuple(layer.trainable for layer in model.layers))
             callback_list.on_train_batch_end(step)
         logs = {name: float(value) for name, value in logs.items()}
         if (epoch + 1) % validation_freq == 0:  # as fit's validation_freq
