@@ -70,12 +70,20 @@ def trainer(model, recipe, policy, side, steps, images, labels, seed):
     network.fit(batches, steps_per_epoch=2, epochs=1, verbose=0)  # traces, warms up
     clock = StepClock()
 
+    measure_layers = sorted({type(layer).__name__ for layer in network.layers})
+    activations = sorted(
+        f"{layer.activation.__module__}.{layer.activation.__name__}"
+        for layer in network.layers
+        if isinstance(layer, keras.layers.Activation)
+    )
+
     def measure():
         # timed inside one fit, from the end of its second step: a fit's first steps wait on its
         # fresh input iterator (seen here as steps of a flat 2.56 s on the Zen 5, either side)
         network.fit(batches, steps_per_epoch=steps + 2, epochs=1, verbose=0, callbacks=[clock])
         return (clock.ends[-1] - clock.ends[1]) / steps
 
+    measure.layers, measure.activations = measure_layers, activations
     return measure
 
 
@@ -103,6 +111,8 @@ def run(model_name="airbench94_muon", overrides=(), precision_setting="auto", st
         "batch_size": recipe.batch_size,
         "policy": policy,
         "settings": settings(),
+        "layers": {side: measure.layers for side, measure in sides.items()},
+        "activations": {side: measure.activations for side, measure in sides.items()},
         "seconds_per_step": result,
         "speedup": ratio(result["ours"], result["keras"], "lower"),
     }

@@ -363,3 +363,22 @@ def test_the_step_profile_counts_the_step_s_arithmetic_and_shares_its_time(tmp_p
     table = (tmp_path / "p.txt").read_text()
     for kind, share in result["share"].items():  # the committed text says what the JSON holds
         assert re.search(rf"^\| {re.escape(kind)} \| {share:.1%} \|", table, re.M), kind
+
+
+def test_the_step_ops_benchmark_trains_our_layers_against_keras_s_and_gives_the_ratio(tmp_path):
+    run_benchmark(
+        "bench_step_ops", "--precision", "float32", "--set", "airbench94_muon.widths=[8,16,16]",
+        "--set", "airbench94_muon.batch_size=32", "--steps", "1", "--repeats", "1", "--json", tmp_path / "s.json",
+    )  # fmt: skip
+    result = json.loads((tmp_path / "s.json").read_text())
+    layers, activations = result["layers"], result["activations"]
+    assert "FusedBatchNormalization" in layers["ours"] and "FusedBatchNormalization" not in layers["keras"]
+    assert "BatchNormalization" in layers["keras"] and "BatchNormalization" not in layers["ours"]
+    # the whitening's GELU and six SiLUs, ours or Keras's (and the final softmax, Keras's on both sides)
+    for side, module in (("ours", "cifar.network.layers."), ("keras", "keras.")):
+        hidden = [name for name in activations[side] if not name.endswith(".softmax")]
+        assert [name.rsplit(".", 1)[1] for name in hidden] == ["gelu", *["silu"] * 6], side
+        assert all(name.startswith(module) for name in hidden), side
+    timing = result["seconds_per_step"]
+    assert [len(timing[side]["samples"]) for side in ("ours", "keras")] == [1, 1]
+    assert result["speedup"] == round(timing["keras"]["median"] / timing["ours"]["median"], 2)

@@ -23,7 +23,7 @@ from benchmarks.workspace import PROJECT, Repo, command_env, dvc_command
 from cifar.core.artifacts import Artifacts
 from cifar.core.cpu import CPUINFO_ENV
 from cifar.network.trained import load_trained_model
-from tests.datagen import cifar_c_arrays, write_cifar_archive, write_cifar_c
+from tests.datagen import FINE_CLASSES, cifar_c_arrays, write_cifar100_archive, write_cifar_archive, write_cifar_c
 from tests.helpers import assert_same_weights, serving, serving_folder, wait_for, weights_of
 from tests.pipeline_outputs import STAGES, committed_baseline, private_copy, ran_stages
 from tests.servers import MotoS3Server, OpenSSHServer
@@ -206,6 +206,42 @@ def test_exp_run_on_the_published_cifar_10_c_reruns_robustness_alone(repo, tmp_p
     back = repo.dvc("exp", "run", "-S", "robustness.source=data/sources/generated.yaml", env=env)
     assert ran_stages(back.stdout) == ["robustness"]
     assert read_json(artifacts.robustness_record) == generated
+
+
+def test_exp_run_on_the_published_cifar_100_c_scores_a_cifar_100_model(repo, tmp_path):
+    """A team on CIFAR-100 (fine labels): the pipeline on a CIFAR-100 archive, then the documented
+    `dvc exp run -S robustness.source=data/sources/cifar-100-c.yaml`, its descriptor aimed at a copy of
+    CIFAR-100-C.tar in the published layout on a loopback server; every accuracy against the model's own
+    predictions of the served images."""
+    archive = tmp_path / "cifar-100-python.tar.gz"
+    write_cifar100_archive(archive)
+    repo.set_params(fetch={"source": str(archive)}, preprocess={"labels": "fine"})
+    repo.commit("CIFAR-100")
+    repo.dvc("repro")
+    artifacts = Artifacts(repo.path)
+    assert artifacts.load_classes(artifacts.model_classes) == FINE_CLASSES  # the archive's meta order
+    x_test, y_test = np.load(artifacts.x_test), np.load(artifacts.y_test)
+    arrays = cifar_c_arrays(x_test, y_test)  # labels.npy: CIFAR-100's fine indices, official order
+    tar = write_cifar_c(tmp_path / "CIFAR-100-C.tar", arrays, top="CIFAR-100-C")
+    env = {"KERAS_HOME": str(tmp_path / "keras_home")}
+    with serving(tar) as (handler, url):
+        checksum = hashlib.md5(tar.read_bytes()).hexdigest()
+        (repo.path / "data/sources/cifar-100-c.yaml").write_text(
+            yaml.safe_dump({"url": url, "checksum": f"md5:{checksum}"})
+        )
+        repo.commit("CIFAR-100-C on a loopback server")
+        run = repo.dvc("exp", "run", "-S", "robustness.source=data/sources/cifar-100-c.yaml", env=env)
+    assert ran_stages(run.stdout) == ["robustness"] and handler.requests == 1
+    record = read_json(artifacts.robustness_record)
+    assert record["source"] == "data/sources/cifar-100-c.yaml" and record["images_per_severity"] == len(y_test)
+    model = load_trained_model(artifacts.model)
+    labels = arrays["labels.npy"]
+    for name in record["corruptions"]:
+        predicted = model.predict(arrays[f"{name}.npy"], batch_size=256, verbose=0).argmax(axis=1)
+        right = (predicted == labels).reshape(5, len(y_test)).mean(axis=1)
+        for severity in range(1, 6):
+            assert record["corruptions"][name][f"severity_{severity}"] == pytest.approx(right[severity - 1], abs=1e-9)
+    assert len(record["corruptions"]) == 19
 
 
 def test_the_recipe_of_the_model_not_in_use_reruns_nothing(repo):

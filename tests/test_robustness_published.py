@@ -18,7 +18,15 @@ from cifar.core.params import load_params
 from cifar.data import download
 from stages.robustness import ROBUSTNESS, main, robustness
 from tests import summaries
-from tests.datagen import CIFAR_C_CORRUPTIONS, CLASSES, cifar_c_arrays, npy_bytes, write_cifar_c
+from tests.datagen import (
+    CIFAR_C_CORRUPTIONS,
+    CLASSES,
+    COARSE_CLASSES,
+    FINE_CLASSES,
+    cifar_c_arrays,
+    npy_bytes,
+    write_cifar_c,
+)
 from tests.figures_seen import capture_figures, lines
 from tests.helpers import keras_probabilities, serving
 
@@ -256,7 +264,7 @@ def object_array(array):
 
 
 BROKEN = {
-    "missing_corruption": (drop("frost.npy"), "missing frost.npy (CIFAR-10-C's layout"),
+    "missing_corruption": (drop("frost.npy"), "missing frost.npy (CIFAR-10-C's and CIFAR-100-C's layout"),
     "wrong_shape": (
         replace("fog.npy", lambda a: a[:, :31, :31]),
         "fog.npy is uint8 (500, 31, 31, 3); expected uint8 (500, 32, 32, 3)",
@@ -271,9 +279,14 @@ BROKEN = {
     ),
     "objects": (replace("zoom_blur.npy", object_array), "zoom_blur.npy: holds Python objects"),
     "not_npy": (replace("contrast.npy", lambda a: b"not an array"), "contrast.npy: not a readable .npy array"),
-    "cifar_100_c": (
+    "cifar_100_c": (  # on this 10-class model
         replace("labels.npy", lambda a: (a * 11).astype(np.uint8)),
-        "labels.npy has labels from 0 to 99, not CIFAR-10's 0-9 (CIFAR-100-C?)",
+        "labels.npy has labels from 0 to 99, so CIFAR-100-C with 100 classes; the model knows 10: it needs a model "
+        "trained on CIFAR-100's 100 fine classes",
+    ),
+    "beyond_cifar_100": (
+        replace("labels.npy", lambda a: (a * 12).astype(np.uint8)),
+        "labels.npy has labels from 0 to 108, neither CIFAR-10-C's 0-9 nor CIFAR-100-C's 0-99",
     ),
     "labels_not_per_severity": (
         replace("labels.npy", lambda a: a[:-1]),
@@ -297,7 +310,7 @@ def test_a_truncated_or_compressed_tar_is_refused(root, published, tmp_path, mon
     assert "archive is truncated (member 'CIFAR-10-C/" in refused(root, tar, monkeypatch, capsys)
     compressed = tmp_path / "CIFAR-10-C.tar.gz"
     compressed.write_bytes(gzip.compress(whole))
-    assert "not an uncompressed tar archive (CIFAR-10-C.tar as published)" in refused(
+    assert "not an uncompressed tar archive (CIFAR-10-C.tar or CIFAR-100-C.tar as published)" in refused(
         root, compressed, monkeypatch, capsys
     )
     assert "robustness.source: nowhere.tar does not exist" in refused(root, "nowhere.tar", monkeypatch, capsys)
@@ -307,7 +320,10 @@ def test_a_truncated_or_compressed_tar_is_refused(root, published, tmp_path, mon
     "classes, message",
     [
         (CLASSES[:-1] + ["lorry"], "the model knows no class truck of CIFAR-10-C; its classes.json holds airplane,"),
-        ([f"fine{i:02d}" for i in range(100)], "CIFAR-10-C has 10 classes, the model 100"),
+        (
+            list(FINE_CLASSES),
+            "so CIFAR-10-C with 10 classes; the model knows 100: it needs a model trained on CIFAR-10",
+        ),
     ],
     ids=["unknown_class", "100_classes"],
 )
@@ -320,6 +336,27 @@ def test_a_set_that_does_not_fit_the_model_is_refused(root, published, tmp_path,
         assert message in refused(root, source, monkeypatch, capsys)
     finally:
         artifacts.model_classes.write_text(original)
+
+
+def test_cifar_100_c_labels_map_by_fine_class_name_onto_a_cifar_100_model_and_others_are_refused():
+    from cifar.core.errors import PipelineError
+    from cifar.robustness.published import PublishedSet, model_labels
+
+    labels = np.tile(np.arange(100, dtype=np.uint8), 5)  # CIFAR-100-C's: the fine class indices, official order
+    published = PublishedSet("CIFAR-100-C.tar", labels, {})
+    another_order = list(reversed(FINE_CLASSES))  # a model whose copy of CIFAR-100 ordered its classes otherwise
+    mapped = model_labels(published, another_order)
+    assert [another_order[k] for k in mapped] == [FINE_CLASSES[k] for k in labels]
+    refusals = {
+        "coarse": (COARSE_CLASSES, "so CIFAR-100-C with 100 classes; the model knows 20: it needs a model trained on "
+                   "CIFAR-100's 100 fine classes (preprocess.labels: fine; the 20 coarse do not map)"),
+        "renamed": ([*FINE_CLASSES[:-1], "earthworm"], "the model knows no class worm of CIFAR-100-C"),
+        "cifar_10": (CLASSES, "so CIFAR-100-C with 100 classes; the model knows 10"),
+    }  # fmt: skip
+    for name, (classes, message) in refusals.items():
+        with pytest.raises(PipelineError) as refused_by:
+            model_labels(published, list(classes))
+        assert message in str(refused_by.value), name
 
 
 def test_the_report_s_table_sets_the_published_means_beside_a_generated_base():
