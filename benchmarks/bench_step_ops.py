@@ -19,13 +19,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
 
 from benchmarks.interleave import MIN_REPEATS, interleaved, ratio
+from benchmarks.recipes import project_model
 from benchmarks.settings import settings
 from benchmarks.workspace import parse_override
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def keras_layers_instead():
@@ -89,14 +87,9 @@ def trainer(model, recipe, policy, side, steps, images, labels, seed):
 
 def run(model_name="airbench94_muon", overrides=(), precision_setting="auto", steps=4, repeats=MIN_REPEATS, seed=0):
     from cifar.core.runtime import configure_tensorflow
-    from cifar.models import model as model_of
-    from cifar.models import recipe as recipe_of
     from cifar.training import precision
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, name, value in overrides:
-        params.setdefault(section, {})[name] = value
-    model, recipe = model_of(model_name), recipe_of(model_name, params)
+    model, recipe = project_model(model_name, overrides)
     policy = precision.resolve(precision_setting)
     configure_tensorflow()
     keras.utils.set_random_seed(seed)

@@ -27,12 +27,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from benchmarks.recipes import project_model
 from benchmarks.settings import settings
 from benchmarks.workspace import parse_override
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "airbench94_muon"
 PEAK_MATRIX = 4096  # the side of the square matrices whose product measures the peak
 
@@ -201,16 +200,11 @@ def profile(model_name, overrides=(), precision_setting="auto", steps=2, seed=0,
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
 
     from cifar.core.runtime import configure_tensorflow
-    from cifar.models import model as model_of
-    from cifar.models import recipe as recipe_of
     from cifar.training import precision
     from cifar.training.batches import training_batches
     from cifar.training.loop import compile_model
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, name, value in overrides:
-        params.setdefault(section, {})[name] = value
-    model, recipe = model_of(model_name), recipe_of(model_name, params)
+    model, recipe = project_model(model_name, overrides)
     policy = precision.resolve(precision_setting)
     configure_tensorflow()
     keras.utils.set_random_seed(seed)

@@ -101,3 +101,19 @@ TINY = {
     },
     "airbench94_muon": {"epochs": 2, "batch_size": 32, "widths": [8, 16, 16], "calibration_images": 10},
 }
+
+
+def project_model(model_name, overrides=()):
+    """(model module, Recipe) of `model_name` at the project's params.yaml with `overrides` over it
+    ((section, key, value) triples, as `--set` parses them)."""
+    from pathlib import Path
+
+    import yaml
+
+    from cifar.models import model as model_of
+    from cifar.models import recipe as recipe_of
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    for section, name, value in overrides:
+        params.setdefault(section, {})[name] = value
+    return model_of(model_name), recipe_of(model_name, params)
