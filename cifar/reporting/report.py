@@ -25,7 +25,7 @@ from cifar.reporting.tables import (
 
 HISTORY_KEYS = ("train/loss.tsv", "test/loss.tsv", "train/accuracy.tsv", "test/accuracy.tsv")
 # The per-epoch test-set curves' folder in revisions made before it was named test/ (DVCLive's default)
-FORMER_FOLDERS = {"test/": "eval/"}
+FORMER_TEST_FOLDER = "eval/"
 
 
 def read_history(text):
@@ -54,9 +54,8 @@ def base_results(base, artifacts):
 def history_at(rev, key, artifacts):
     """The text of history file `key` at revision `rev`, under its former name there if need be; or None."""
     found = git_show(rev, (artifacts.history_dir / key).as_posix())
-    for new, old in FORMER_FOLDERS.items():
-        if not found and key.startswith(new):
-            found = git_show(rev, (artifacts.history_dir / (old + key[len(new) :])).as_posix())
+    if found is None and key.startswith("test/"):
+        found = git_show(rev, (artifacts.history_dir / FORMER_TEST_FOLDER / key.removeprefix("test/")).as_posix())
     return found
 
 
