@@ -227,6 +227,15 @@ def test_like_for_like_cuts_the_training_set_and_summarises_paired_seeds(tmp_pat
     assert result["difference_accuracy_tta"]["mean"] == pytest.approx(0.01)
     assert result["difference_accuracy"]["mean"] == pytest.approx(0.0)
     assert result["difference_accuracy_tta"]["std"] == pytest.approx(statistics.stdev([0.01, 0.0, 0.02]), abs=1e-4)
+    # our recipe at its own values beside them, paired with the peer; without the peer, no differences
+    for row, own in zip(rows, (0.83, 0.85, 0.81)):  # the peer (0.80, 0.82, 0.78) + 0.03
+        row["ours_defaults"] = {"accuracy_tta": own, "accuracy": own, "train_s": 8.0}
+    result = summary(rows)
+    assert result["difference_ours_defaults_accuracy_tta"]["mean"] == pytest.approx(0.03)
+    assert result["difference_accuracy_tta"]["mean"] == pytest.approx(0.01)  # "ours" unchanged
+    assert result["ours_defaults_train_s"] == {"mean": 8.0, "std": 0.0}
+    alone = summary([{"seed": 0, "ours_defaults": rows[0]["ours_defaults"]}])
+    assert set(alone) == {"ours_defaults_accuracy_tta", "ours_defaults_accuracy", "ours_defaults_train_s"}
 
 
 def test_holdout_cost_is_each_seed_s_held_out_minus_all():

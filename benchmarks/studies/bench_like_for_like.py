@@ -2,9 +2,10 @@
 
     python -m benchmarks.studies.bench_like_for_like --data data/prepared [--train-images 5000] [--test-images 0]
         [--seeds 0 1 2] [--peer airbench94 | airbench94_muon] [--widths 64 256 256]
-        [--reference path/to/airbench94.py] [--json out.json]
+        [--reference path/to/airbench94.py] [--precision float32 | auto] [--sides peer ours ours_defaults]
+        [--json out.json]
 
-For each seed, the two sides take turns on this machine, in float32: the peer's file itself
+For each seed, the two sides take turns on this machine, in float32 (or `--precision`): the peer's file itself
 (PyTorch, through benchmarks/bench_airbench.py, in its own process) and our train stage then
 evaluate stage with `train.model` the peer's port (airbench94 or airbench94_muon) at the peer's
 values, on the same prepared arrays: the first `--train-images` of a seeded shuffle of the training
@@ -16,6 +17,10 @@ narrower where the full ones do not fit the machine's time. Each row: test accur
 TTA (level 2) and without, and the side's wall time; then each side's mean and standard deviation
 over the seeds, and the mean paired difference, so that a gap can be told from seed noise. Needs
 PyTorch (the `reference` extra) for the peer's side.
+
+`--sides` picks who trains (default: peer and ours): `ours_defaults` adds our recipe itself, the same
+model at params.yaml's own values (for airbench94_muon, the speedrun's; with its calibration images held
+out), to set our recipe's accuracy and time beside the peer's.
 """
 
 import argparse
@@ -63,13 +68,14 @@ def subset_data(source, target, train_images, seed, test_images=0):
         np.save(target / "y_test.npy", y[kept])
 
 
-def run_ours(data, seed, scratch, values=AIRBENCH_VALUES, model="airbench94"):
-    """Train and evaluate our `model` at `values` on `data`: accuracy with TTA 2 and without, wall s."""
-    root = scratch / f"ours-{seed}"
+def run_ours(data, seed, scratch, values=AIRBENCH_VALUES, model="airbench94", precision="float32", name="ours"):
+    """Train and evaluate our `model` at `values` on `data` in `precision`: accuracy with TTA 2 (every
+    test image's views, as the peers do) and without, wall s."""
+    root = scratch / f"{name}-{seed}"
     shutil.copytree(data, Artifacts(root).prepared_dir)
     shutil.copyfile(PROJECT / "params.yaml", root / "params.yaml")
-    set_params(root, train={"model": model, "precision": "float32", "seed": seed})
-    set_params(root, **{model: values})
+    set_params(root, train={"model": model, "precision": precision, "seed": seed})
+    set_params(root, **{model: values}, evaluate={"tta_fraction": 1.0})
     started = time.perf_counter()
     run_stage("train", root, show_output=True)
     trained = time.perf_counter() - started
@@ -91,12 +97,17 @@ def ours_values(peer, widths=None):
     return {**AIRBENCH94_MUON_ORIGINAL, "widths": widths, "output_scale": 1 / widths[-1]}
 
 
-def run_reference(data, seed, scratch, reference=None, peer="airbench94", widths=None):
-    """The peer's file on `data` in its own process, float32: accuracy with its TTA and without, wall s."""
+def own_values(widths=None):
+    """Our recipe's own values (params.yaml's section of the model), at `widths` where given."""
+    return {"widths": list(widths)} if widths else {}
+
+
+def run_reference(data, seed, scratch, reference=None, peer="airbench94", widths=None, precision="float32"):
+    """The peer's file on `data` in its own process, in `precision`: accuracy with its TTA and without, wall s."""
     out = scratch / f"{peer}-{seed}.json"
     command = [sys.executable, "-m", "benchmarks.bench_airbench", "--data", str(data), "--seed", str(seed)]
     command += ["--peer", peer, *(["--widths", *map(str, widths)] if widths else [])]
-    command += ["--precision", "float32", "--json", str(out), *(["--reference", str(reference)] if reference else [])]
+    command += ["--precision", precision, "--json", str(out), *(["--reference", str(reference)] if reference else [])]
     timed(command, PROJECT, stage_env(), show_output=True)
     result = json.loads(out.read_text())
     return {
@@ -107,17 +118,21 @@ def run_reference(data, seed, scratch, reference=None, peer="airbench94", widths
 
 
 def summary(rows, peer="airbench94"):
-    """Mean and standard deviation of each side's accuracies, and the mean paired difference."""
+    """Mean and standard deviation of each side's accuracies and seconds, and, where the peer ran, the
+    mean paired difference of each of our sides from it (`difference_...` for "ours", at its values)."""
     out = {}
-    for side in (peer, "ours"):
+    sides = [side for side in rows[0] if side != "seed"]
+    for side in sides:
         for key in ("accuracy_tta", "accuracy", "train_s"):
             values = [row[side][key] for row in rows]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             out[f"{side}_{key}"] = {"mean": round(statistics.mean(values), 4), "std": round(spread, 4)}
-    for key in ("accuracy_tta", "accuracy"):
-        differences = [row["ours"][key] - row[peer][key] for row in rows]
-        spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
-        out[f"difference_{key}"] = {"mean": round(statistics.mean(differences), 4), "std": round(spread, 4)}
+    for side in [side for side in sides if side.startswith("ours")] if peer in sides else []:
+        prefix = "difference" if side == "ours" else f"difference_{side}"
+        for key in ("accuracy_tta", "accuracy"):
+            differences = [row[side][key] - row[peer][key] for row in rows]
+            spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
+            out[f"{prefix}_{key}"] = {"mean": round(statistics.mean(differences), 4), "std": round(spread, 4)}
     return out
 
 
@@ -130,6 +145,19 @@ def main():
     parser.add_argument("--peer", choices=["airbench94", "airbench94_muon"], default="airbench94")
     parser.add_argument("--widths", type=int, nargs=3, help="both sides' widths (default: the peer's 64 256 256)")
     parser.add_argument("--reference", help="the peer's file at the pinned commit (bench_airbench.py)")
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "auto", "mixed_bfloat16"],
+        default="float32",
+        help="both sides' (default %(default)s; auto: bfloat16 where this CPU has bfloat16 units, as train.precision)",
+    )
+    parser.add_argument(
+        "--sides",
+        nargs="+",
+        choices=["peer", "ours", "ours_defaults"],
+        default=["peer", "ours"],
+        help="who trains: the peer's code, our port at its values, our port at params.yaml's (default: peer ours)",
+    )
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     values = ours_values(args.peer, args.widths)
@@ -139,10 +167,17 @@ def main():
         data = scratch / "data"
         subset_data(args.data, data, args.train_images, seed=0, test_images=args.test_images)
         for index, seed in enumerate(args.seeds):
-            sides = {
-                args.peer: lambda seed=seed: run_reference(data, seed, scratch, args.reference, args.peer, args.widths),
-                "ours": lambda seed=seed: run_ours(data, seed, scratch, values, args.peer),
+            every_side = {
+                args.peer: lambda seed=seed: run_reference(
+                    data, seed, scratch, args.reference, args.peer, args.widths, args.precision
+                ),
+                "ours": lambda seed=seed: run_ours(data, seed, scratch, values, args.peer, args.precision),
+                "ours_defaults": lambda seed=seed: run_ours(
+                    data, seed, scratch, own_values(args.widths), args.peer, args.precision, "ours-defaults"
+                ),
             }
+            chosen = [args.peer if side == "peer" else side for side in args.sides]
+            sides = {side: every_side[side] for side in every_side if side in chosen}
             order = list(sides) if index % 2 == 0 else list(sides)[::-1]  # interleaved: A B, B A, ...
             row = {"seed": seed, **{side: sides[side]() for side in order}}
             rows.append(row)
@@ -151,7 +186,7 @@ def main():
         "benchmark": "like_for_like",
         "peer": args.peer,
         "cpu": describe_cpu(),
-        "precision": "float32",
+        "precision": args.precision,
         "train_images": args.train_images or "all",
         "test_images": args.test_images or "all",
         "ours_values": values,
