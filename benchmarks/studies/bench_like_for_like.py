@@ -127,7 +127,8 @@ def summary(rows, peer="airbench94"):
             values = [row[side][key] for row in rows]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             out[f"{side}_{key}"] = {"mean": round(statistics.mean(values), 4), "std": round(spread, 4)}
-    for side in [side for side in sides if side.startswith("ours")] if peer in sides else []:
+    ours_sides = [side for side in sides if side.startswith("ours")] if peer in sides else []
+    for side in ours_sides:
         prefix = "difference" if side == "ours" else f"difference_{side}"
         for key in ("accuracy_tta", "accuracy"):
             differences = [row[side][key] - row[peer][key] for row in rows]
